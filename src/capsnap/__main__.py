@@ -1,0 +1,3 @@
+from capsnap.cli import run
+
+run()

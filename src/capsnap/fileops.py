@@ -1,0 +1,389 @@
+"""The only module that opens target files and touches security.capability.
+
+Every operation works on one inode pinned by an O_PATH|O_NOFOLLOW file
+descriptor: the safety checks (fstat), the write and the verification all see
+the same file even if someone renames another one into its place meanwhile.
+The xattr calls go through /proc/self/fd/N because O_PATH descriptors do not
+support f{get,set,remove}xattr; the kernel resolves that magic link to the
+pinned file itself, never by walking the path again.
+
+Paths are resolved inside a selected root with chroot semantics: ".." stops
+at the root and an absolute symlink target restarts at the root, so a
+symlink can never lead outside it.  A symlink in the last component is
+refused, never followed.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import re
+import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from capsnap.captext import CAP_NUMBERS, CapSet
+from capsnap.errors import OperationFailed, UnsafeTarget
+from capsnap.xattr import XATTR_NAME
+
+_MAX_SYMLINKS = 40  # the kernel's MAXSYMLINKS
+
+# Remedies for the errors a user can meet, keyed by errno.
+_ERRNO_TEXT = {
+    errno.ENOENT: "no such file or directory",
+    errno.ENOTDIR: "a component of the path is not a directory",
+    errno.EACCES: "permission denied (run as root)",
+    errno.EPERM: "operation not permitted: setting file capabilities needs root "
+                 "or CAP_SETFCAP, and the file must be owned by the namespace's root",
+    errno.EOPNOTSUPP: "the filesystem does not support file capabilities (NFS, "
+                      "some overlays, ramfs): keep the binary on a local filesystem "
+                      "such as ext4 or xfs, or fall back to a setuid helper",
+    errno.EROFS: "the filesystem is read-only: remount it read-write first",
+    errno.ELOOP: "too many levels of symbolic links",
+    errno.EINVAL: "the kernel rejected the capability value",
+}
+
+
+def describe_oserror(exc: OSError) -> str:
+    if exc.errno is not None and exc.errno in _ERRNO_TEXT:
+        return _ERRNO_TEXT[exc.errno]
+    return exc.strerror or str(exc)
+
+
+def _failed(display: str, exc: OSError) -> OperationFailed:
+    return OperationFailed(f"{display}: {describe_oserror(exc)}")
+
+
+@dataclass
+class Target:
+    """An opened file: the pinned inode and the directories above it."""
+
+    display: str  # the path as the user named it, for messages and output
+    fd: int  # O_PATH|O_NOFOLLOW descriptor of the file itself
+    st: os.stat_result
+    name: str  # last component
+    directories: list[tuple[str, os.stat_result]] = field(default_factory=list)
+    link_target: str | None = None  # set when the last component is a symlink
+
+    @property
+    def proc_path(self) -> str:
+        return f"/proc/self/fd/{self.fd}"
+
+    @property
+    def is_regular(self) -> bool:
+        return stat.S_ISREG(self.st.st_mode)
+
+
+def _split(path: str) -> list[str]:
+    return [c for c in path.split("/") if c not in ("", ".")]
+
+
+@contextmanager
+def open_target(path: str, root: str = "/") -> Iterator[Target]:
+    """Open `path` inside `root` without following a symlink out of it."""
+    opened: list[int] = []
+    try:
+        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        opened.append(root_fd)
+        root_st = os.fstat(root_fd)
+        if os.path.isabs(path) or root != "/":
+            start_fd, start_st = root_fd, root_st
+            start_name = root
+        else:
+            start_fd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            opened.append(start_fd)
+            start_st = os.fstat(start_fd)
+            start_name = os.getcwd()
+        # The directory stack from the root to the current directory; the
+        # part above the start (for relative paths) is checked separately.
+        stack: list[tuple[int, str, os.stat_result]] = [(start_fd, start_name, start_st)]
+        pending = _split(path)
+        if not pending:
+            raise OperationFailed(f"{path or repr(path)}: not a file path")
+        links = 0
+        while True:
+            cur_fd = stack[-1][0]
+            if not pending:
+                # The path ended on "." or "..": the target is a directory.
+                fd = os.open(".", os.O_PATH | os.O_CLOEXEC, dir_fd=cur_fd)
+                opened.append(fd)
+                yield Target(display=path, fd=fd, st=os.fstat(fd), name=".",
+                             directories=[(n, s) for _, n, s in stack[:-1]])
+                return
+            comp = pending.pop(0)
+            if comp == "..":
+                if len(stack) > 1:
+                    stack.pop()
+                else:
+                    # ".." at the start of a relative path leaves the start
+                    # directory; inside a chosen root it stays at the root.
+                    if stack[0][0] != root_fd:
+                        parent = os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
+                                         dir_fd=cur_fd)
+                        opened.append(parent)
+                        stack[0] = (parent, os.path.dirname(stack[0][1]), os.fstat(parent))
+                continue
+            fd = os.open(comp, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur_fd)
+            opened.append(fd)
+            st = os.fstat(fd)
+            if stat.S_ISLNK(st.st_mode):
+                link = os.readlink(comp, dir_fd=cur_fd)
+                if not pending:
+                    yield Target(display=path, fd=fd, st=st, name=comp,
+                                 directories=[(n, s) for _, n, s in stack],
+                                 link_target=link)
+                    return
+                links += 1
+                if links > _MAX_SYMLINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+                if link.startswith("/"):
+                    del stack[1:]
+                    stack[0] = (root_fd, root, root_st)
+                pending[:0] = _split(link)
+                continue
+            if not pending:
+                yield Target(display=path, fd=fd, st=st, name=comp,
+                             directories=[(n, s) for _, n, s in stack])
+                return
+            if not stat.S_ISDIR(st.st_mode):
+                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+            stack.append((fd, os.path.join(stack[-1][1], comp), st))
+    except OSError as exc:
+        raise _failed(path, exc) from None
+    finally:
+        for fd in opened:
+            os.close(fd)
+
+
+def read_raw(target: Target) -> bytes | None:
+    """The raw security.capability value, or None when there is none."""
+    try:
+        return os.getxattr(target.proc_path, XATTR_NAME)
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.EOPNOTSUPP):
+            return None
+        if exc.errno == errno.EINVAL:
+            raise OperationFailed(
+                f"{target.display}: security.capability is malformed (the kernel "
+                "refuses to read it); remove it with 'capsnap remove'") from None
+        raise _failed(target.display, exc) from None
+
+
+def write_raw(target: Target, raw: bytes) -> None:
+    try:
+        os.setxattr(target.proc_path, XATTR_NAME, raw)
+    except OSError as exc:
+        raise _failed(target.display, exc) from None
+
+
+def remove_raw(target: Target) -> bool:
+    """Remove the attribute; False when there was none to remove."""
+    try:
+        os.removexattr(target.proc_path, XATTR_NAME)
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.EOPNOTSUPP):
+            return False
+        raise _failed(target.display, exc) from None
+    return True
+
+
+def require_regular(target: Target) -> None:
+    if target.link_target is not None:
+        raise UnsafeTarget(
+            f"{target.display}: is a symbolic link to {target.link_target}; capsnap "
+            "never follows it: name the file it points to")
+    if not target.is_regular:
+        kind = "a directory" if stat.S_ISDIR(target.st.st_mode) else "not a regular file"
+        raise UnsafeTarget(f"{target.display}: is {kind}; file capabilities belong "
+                           "on regular executable files")
+
+
+# --- safety policy ---------------------------------------------------------
+
+# Interpreters and shells by name (after stripping a version suffix such as
+# "3.11" or "5.36.0"): a capability on one is a capability for every script.
+_INTERPRETER_NAMES = frozenset("""
+    python pypy perl ruby irb node nodejs deno bun php lua luajit tclsh wish
+    expect guile sbcl ocaml erl escript java jshell pwsh awk gawk mawk nawk
+    sh ash bash dash rbash zsh ksh mksh pdksh csh tcsh fish yash busybox toybox
+    R Rscript julia
+""".split())
+_VERSION_SUFFIX = re.compile(r"[-_.]?[0-9][0-9.]*[a-z]?$")
+
+# Byte markers that an interpreter or shell binary carries whatever it is
+# called: the embedding entry points of each language runtime, and the
+# variables every POSIX shell must implement.
+_INTERPRETER_MARKERS = re.compile(
+    rb"Py_InitializeEx|perl_parse|ruby_options|luaL_newstate|php_execute_script"
+    rb"|Tcl_Main|_ZN4node5Start|JLI_Launch|BusyBox v|GNU bash,|OPTIND\x00"
+)
+_SHELL_MARKERS = (b"OPTIND\x00", b"PS4")
+_MARKER_LANGUAGE = {
+    b"Py_InitializeEx": "Python", b"perl_parse": "Perl", b"ruby_options": "Ruby",
+    b"luaL_newstate": "Lua", b"php_execute_script": "PHP", b"Tcl_Main": "Tcl",
+    b"_ZN4node5Start": "Node.js", b"JLI_Launch": "Java", b"BusyBox v": "BusyBox",
+    b"GNU bash,": "bash",
+}
+
+
+def interpreter_by_name(name: str) -> str | None:
+    stem = _VERSION_SUFFIX.sub("", name)
+    if name in _INTERPRETER_NAMES or stem in _INTERPRETER_NAMES:
+        return name
+    return None
+
+
+def sniff_interpreter(target: Target) -> str | None:
+    """What the content says: a script, or a language runtime/shell binary."""
+    try:
+        fd = os.open(target.proc_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
+    except OSError:
+        return None  # unreadable to us: the name check still applies
+    try:
+        head = os.pread(fd, 4, 0)
+        if head.startswith(b"#!"):
+            line = os.pread(fd, 128, 0).split(b"\n", 1)[0][2:].strip()
+            return "a script run by " + line.decode("utf-8", "replace")
+        if head != b"\x7fELF" or target.st.st_size == 0:
+            return None
+        with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as data:
+            found = {m.group(0) for m in _INTERPRETER_MARKERS.finditer(data)}
+            if all(data.find(m) >= 0 for m in _SHELL_MARKERS) and b"OPTIND\x00" in found:
+                return "a shell"
+            for marker, language in _MARKER_LANGUAGE.items():
+                if marker in found:
+                    return f"the {language} interpreter"
+    finally:
+        os.close(fd)
+    return None
+
+
+def _in_user_namespace() -> bool:
+    try:
+        with open("/proc/self/uid_map", encoding="ascii") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
+
+
+def _overflow_uid() -> int:
+    try:
+        with open("/proc/sys/kernel/overflowuid", encoding="ascii") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 65534
+
+
+def _trusted_owner(uid: int, userns: bool, overflow: int) -> bool:
+    # Inside a user namespace the owners it does not map (the real root
+    # among them) show as the overflow uid: outside this namespace's reach.
+    return uid == 0 or (userns and uid == overflow)
+
+
+def _ancestors(path: str) -> list[str]:
+    path = os.path.realpath(path)
+    out = []
+    while True:
+        out.append(path)
+        parent = os.path.dirname(path)
+        if parent == path:
+            break
+        path = parent
+    return list(reversed(out))
+
+
+def unsafe_reasons(target: Target, root: str = "/") -> list[str]:
+    """Why giving this file capabilities would be unsafe (empty: safe)."""
+    userns = _in_user_namespace()
+    overflow = _overflow_uid()
+    st = target.st
+    reasons: list[str] = []
+    if not _trusted_owner(st.st_uid, userns, overflow):
+        reasons.append(f"it is owned by uid {st.st_uid}, not root: its owner could "
+                       "replace the program (chown root it first)")
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        reasons.append(f"it is writable by group or others (mode {stat.S_IMODE(st.st_mode):04o}): "
+                       "anyone who can write it could replace the program (chmod go-w it)")
+    if st.st_nlink > 1:
+        reasons.append(f"it has {st.st_nlink} hard links: the capability would follow "
+                       "every other name of it (copy the file instead)")
+    directories = list(target.directories)
+    if root != "/":
+        above = [(p, os.stat(p)) for p in _ancestors(root)[:-1]]
+        directories = above + directories
+    elif directories and directories[0][0] != "/":
+        above = [(p, os.stat(p)) for p in _ancestors(directories[0][0])[:-1]]
+        directories = above + directories
+    for dpath, dst in directories:
+        mode = dst.st_mode
+        if not _trusted_owner(dst.st_uid, userns, overflow):
+            reasons.append(f"directory {dpath} is owned by uid {dst.st_uid}, who could "
+                           "swap the file (keep it in root-owned directories)")
+            break
+        if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+            reasons.append(f"directory {dpath} is writable by group or others and not "
+                           "sticky: anyone could swap the file")
+            break
+    by_name = interpreter_by_name(target.name)
+    sniffed = sniff_interpreter(target)
+    if by_name or sniffed:
+        what = sniffed or f"an interpreter ({by_name})"
+        reasons.append(f"it is {what}: every account that can run it would gain the "
+                       "capability for any code (give it to a dedicated helper binary)")
+    return reasons
+
+
+def check_safe(target: Target, root: str = "/") -> None:
+    require_regular(target)
+    reasons = unsafe_reasons(target, root)
+    if reasons:
+        raise UnsafeTarget(f"{target.display}: refused: {reasons[0]}; "
+                           "use --force to override")
+
+
+# Capabilities that hand over the whole machine, with the reason in a few
+# words (after capabilities(7) and Brad Spengler's "False Boundaries").
+ROOT_EQUIVALENT = {
+    "cap_sys_admin": "a catch-all that includes mount and namespace control",
+    "cap_sys_module": "loads code into the kernel",
+    "cap_sys_rawio": "raw access to memory, disks and I/O ports",
+    "cap_sys_ptrace": "can inject code into any process",
+    "cap_dac_override": "writes any file, /etc/shadow included",
+    "cap_dac_read_search": "reads any file, /etc/shadow included",
+    "cap_setuid": "can become any user, root included",
+    "cap_setgid": "can join any group, such as disk or shadow",
+    "cap_setfcap": "can give any file any capability",
+    "cap_setpcap": "can grant capabilities to its own children",
+    "cap_chown": "can take ownership of any file",
+    "cap_fowner": "can change the mode of any file",
+    "cap_fsetid": "keeps setuid bits on files it modifies",
+    "cap_bpf": "loads BPF programs that can read kernel memory",
+    "cap_mknod": "creates device nodes such as /dev/mem",
+    "cap_sys_chroot": "can chroot into a tree with a planted setuid binary",
+    "cap_mac_admin": "reconfigures the mandatory access control policy",
+    "cap_mac_override": "bypasses the mandatory access control policy",
+}
+
+
+def root_equivalent_warnings(caps: CapSet) -> list[str]:
+    granted = caps.permitted | caps.inheritable | caps.effective
+    out = []
+    for name, reason in ROOT_EQUIVALENT.items():
+        if granted >> CAP_NUMBERS[name] & 1:
+            out.append(f"{name} is root-equivalent: {reason}")
+    return out
+
+
+def kernel_cap_bits() -> int:
+    """Capabilities the running kernel knows: cap_last_cap + 1.
+
+    This is what libcap's cap_max_bits() finds; ``all`` means these.
+    """
+    try:
+        with open("/proc/sys/kernel/cap_last_cap", encoding="ascii") as f:
+            return int(f.read()) + 1
+    except (OSError, ValueError):
+        from capsnap.captext import CAP_NAMES
+        return len(CAP_NAMES)
