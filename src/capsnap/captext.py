@@ -16,8 +16,8 @@ exactly what `setcap` accepts:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from capsnap.errors import CapTextError
 
@@ -215,7 +215,9 @@ class _Parser:
                     word_end = pos + 3
                     if _ascii_lower(text[pos:word_end]) == "all" and not (
                             _isalnum(self._char(word_end)) or self._char(word_end) == "_"):
-                        mask |= self.all_mask
+                        # libcap assigns rather than adds here: "47,all"
+                        # loses 47 when the kernel knows fewer capabilities.
+                        mask = self.all_mask
                         pos = word_end
                     else:
                         number, pos = self._name(pos)

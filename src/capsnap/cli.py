@@ -118,10 +118,12 @@ def cmd_get(args: argparse.Namespace) -> int:
                     results.append(reading.as_json(known))
                 elif reading.caps is not None:
                     line = f"{reading.path} {reading.text(known)}"
-                    # getcap -n shows the rootid of namespaced (revision 3)
-                    # capabilities; rootid 0 never reaches it (read as v2).
-                    if args.namespace and reading.caps.revision == 3 and reading.caps.rootid:
-                        line += f" [rootid={reading.caps.rootid}]"
+                    rootid = reading.caps.rootid
+                    # getcap -n prints a rootid other than 0 and (uid_t)-1,
+                    # through printf's %d: uids above 2^31 come out negative.
+                    if args.namespace and rootid not in (0, 0xFFFFFFFF):
+                        signed = rootid - (1 << 32) if rootid >= 1 << 31 else rootid
+                        line += f" [rootid={signed}]"
                     _out(line)
         except CapsnapError as exc:
             _err(str(exc))
@@ -213,7 +215,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     # Global options are accepted before or after the command name.
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS,
                         help="act on the system installed in DIR (image, chroot, scratch "
                              "root); symlinks are never followed out of it")

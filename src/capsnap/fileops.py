@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 from capsnap.captext import CAP_NUMBERS, CapSet
 from capsnap.errors import OperationFailed, UnsafeTarget
-from capsnap.xattr import XATTR_NAME
+from capsnap.xattr import SIZE_3, XATTR_NAME
 
 _MAX_SYMLINKS = 40  # the kernel's MAXSYMLINKS
 
@@ -175,6 +175,10 @@ def write_raw(target: Target, raw: bytes) -> None:
     try:
         os.setxattr(target.proc_path, XATTR_NAME, raw)
     except OSError as exc:
+        if exc.errno == errno.EINVAL and len(raw) == SIZE_3:
+            raise OperationFailed(
+                f"{target.display}: the kernel refused the namespaced capability: its "
+                "rootid is not a uid mapped in this user namespace") from None
         raise _failed(target.display, exc) from None
 
 
@@ -369,11 +373,9 @@ ROOT_EQUIVALENT = {
 
 def root_equivalent_warnings(caps: CapSet) -> list[str]:
     granted = caps.permitted | caps.inheritable | caps.effective
-    out = []
-    for name, reason in ROOT_EQUIVALENT.items():
-        if granted >> CAP_NUMBERS[name] & 1:
-            out.append(f"{name} is root-equivalent: {reason}")
-    return out
+    return [f"{name} is root-equivalent: {ROOT_EQUIVALENT[name]}"
+            for name in sorted(ROOT_EQUIVALENT, key=CAP_NUMBERS.__getitem__)
+            if granted >> CAP_NUMBERS[name] & 1]
 
 
 def kernel_cap_bits() -> int:

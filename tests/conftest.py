@@ -1,0 +1,104 @@
+"""Shared test helpers: run the CLI in-process or as the hooks do."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SRC = REPO / "src"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+@dataclass
+class Result:
+    status: int
+    out: str
+    err: str
+
+
+def run_cli(*args: str) -> Result:
+    """capsnap's main() in this process, with its own stdout and stderr."""
+    from capsnap import cli
+
+    out, err = io.BytesIO(), io.BytesIO()
+    saved = sys.stdout, sys.stderr
+    wrapped_out = io.TextIOWrapper(out, encoding="utf-8", errors="surrogateescape")
+    wrapped_err = io.TextIOWrapper(err, encoding="utf-8", errors="surrogateescape")
+    sys.stdout, sys.stderr = wrapped_out, wrapped_err
+    try:
+        try:
+            status = cli.main(list(args))
+        except SystemExit as exc:
+            status = int(exc.code or 0)
+        wrapped_out.flush()
+        wrapped_err.flush()
+        printed, complained = out.getvalue(), err.getvalue()
+    finally:
+        sys.stdout, sys.stderr = saved
+    return Result(status, printed.decode("utf-8", "surrogateescape"),
+                  complained.decode("utf-8", "surrogateescape"))
+
+
+def capsnap_command(src: Path = SRC) -> list[str]:
+    return [SYSTEM_PYTHON, "-m", "capsnap"]
+
+
+def run_capsnap(*args: str, user: str | None = None, userns: bool = False,
+                src: Path = SRC, check: bool = False) -> Result:
+    """capsnap as a separate process under Debian's /usr/bin/python3."""
+    cmd = [SYSTEM_PYTHON, "-m", "capsnap", *args]
+    if userns:
+        cmd = ["unshare", "-Ur", *cmd]
+    if user:
+        cmd = ["runuser", "-u", user, "--", *cmd]
+    env = dict(os.environ, PYTHONPATH=str(src), LC_ALL="C.UTF-8")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed {proc.returncode}: {proc.stderr}")
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+needs_root = pytest.mark.skipif(not is_root(), reason="needs root: sets file capabilities "
+                                "and changes file ownership")
+
+
+@pytest.fixture
+def world_dir() -> Iterator[Path]:
+    """A root-owned 0755 directory under /tmp that other users can traverse.
+
+    pytest's tmp_path lives under a 0700 directory, where `nobody` could not
+    run the test's programs.
+    """
+    path = Path(tempfile.mkdtemp(prefix="capsnap-test-", dir="/tmp"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def copy_binary(source: str, dest: Path, mode: int = 0o755) -> Path:
+    shutil.copyfile(os.path.realpath(source), dest)
+    dest.chmod(mode)
+    return dest
+
+
+def getxattr_or_none(path: Path | str) -> bytes | None:
+    try:
+        return os.getxattr(path, "security.capability", follow_symlinks=False)
+    except OSError:
+        return None
