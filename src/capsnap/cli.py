@@ -195,6 +195,114 @@ def cmd_parse(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- declarations: list / check / reapply / declare / undeclare ---------------
+
+def _table(rows: list[list[str]], headers: list[str]) -> None:
+    """A compact aligned table; the last column is never padded."""
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers) - 1)]
+    for row in [headers, *rows]:
+        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)] + [row[-1]]
+        _out("  ".join(cells).rstrip())
+
+
+def _catalogue(args: argparse.Namespace, sources: Sequence[str] | None = None) -> Any:
+    from capsnap import declarations
+
+    note = (lambda line: _err(line)) if args.verbose else None
+    catalogue = declarations.load(args.paths_, _known_bits(),
+                                  sources or declarations.SOURCES, note=note)
+    for problem in catalogue.problems:
+        warn(str(problem))
+    return catalogue
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from capsnap import captext
+
+    known = _known_bits()
+    catalogue = _catalogue(args, [args.source] if args.source else None)
+    entries: list[tuple[Any, str]] = []
+    for item in catalogue.resolve():
+        if item.winner is not None:
+            beaten = ", ".join(d.label() for d in item.overridden if d.source != "local")
+            entries.append((item.winner, f"wins over {beaten}" if beaten else "in force"))
+        for decl in item.overridden:
+            entries.append((decl, "overridden by local" if item.winner and
+                            item.winner.source == "local" else "duplicate"))
+        for decl in item.conflicting:
+            entries.append((decl, "conflict: left alone"))
+    if args.json:
+        _print_json([dict(decl.as_json(known), state=state) for decl, state in entries])
+        return EXIT_OK
+    rows = []
+    for decl, state in entries:
+        package = decl.package or (f"(file of {decl.owner})" if decl.owner else "-")
+        rows.append([decl.path, captext.format_text(decl.caps, known), decl.source,
+                     package, decl.version or "-", state])
+    if rows:
+        _table(rows, ["PATH", "CAPABILITIES", "SOURCE", "PACKAGE", "VERSION", "STATE"])
+    return EXIT_OK
+
+
+def _report(findings: list[Any], as_json: bool, problems: list[Any]) -> None:
+    if as_json:
+        _print_json({"findings": [f.as_json() for f in findings],
+                     "problems": [{"source": p.source, "where": p.where,
+                                   "message": p.message} for p in problems]})
+        return
+    rows = [[f.path, f.status, f.expected or "-", f.actual or "none", f.source, f.detail]
+            for f in findings]
+    if rows:
+        _table(rows, ["PATH", "STATUS", "DECLARED", "ON DISK", "SOURCE", "DETAIL"])
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from capsnap import reapply
+
+    catalogue = _catalogue(args)
+    items = reapply.select(catalogue.resolve(), args.package)
+    findings = reapply.check(items, args.paths_, _known_bits())
+    _report(findings, args.json, catalogue.problems)
+    bad = catalogue.problems or any(f.status != reapply.OK for f in findings)
+    return EXIT_DIFFERENT if bad else EXIT_OK
+
+
+def cmd_reapply(args: argparse.Namespace) -> int:
+    from capsnap import reapply
+
+    catalogue = _catalogue(args)
+    items = reapply.select(catalogue.resolve(), args.package)
+    findings, log_error = reapply.reapply(items, args.paths_, _known_bits(),
+                                          dry_run=args.dry_run)
+    if log_error:
+        warn(log_error)
+    _report(findings, args.json, catalogue.problems)
+    done = reapply.IN_PLACE | ({reapply.WOULD_RESTORE} if args.dry_run else set())
+    bad = catalogue.problems or any(f.status not in done for f in findings)
+    return EXIT_DIFFERENT if bad else EXIT_OK
+
+
+def cmd_declare(args: argparse.Namespace) -> int:
+    from capsnap.declarations import dpkg, local, rpm
+
+    owner = dpkg.owner_of(args.paths_, args.path) or rpm.owner_of(args.paths_, args.path)
+    file, replaced = local.declare(args.paths_, args.path, args.caps, args.reason,
+                                   owner[0] if owner else None, _known_bits())
+    shown = file.removeprefix(args.root.rstrip("/")) if args.root != "/" else file
+    _err(f"{'replaced' if replaced else 'added'} the local declaration of {args.path} "
+         f"in {shown}" + (f" (file of package {owner[0]} {owner[1]})" if owner else ""))
+    return EXIT_OK
+
+
+def cmd_undeclare(args: argparse.Namespace) -> int:
+    from capsnap.declarations import local
+
+    for file in local.undeclare(args.paths_, args.path):
+        if args.verbose:
+            _err(f"removed the local declaration of {args.path} from {file}")
+    return EXIT_OK
+
+
 # --- argument parsing --------------------------------------------------------
 
 def _rootid(text: str) -> int:
@@ -219,6 +327,11 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS,
                         help="act on the system installed in DIR (image, chroot, scratch "
                              "root); symlinks are never followed out of it")
+    common.add_argument("--admindir", metavar="DIR", default=argparse.SUPPRESS,
+                        help="dpkg's database directory (default ROOT/var/lib/dpkg, or "
+                             "DPKG_ADMINDIR when dpkg runs us)")
+    common.add_argument("--dbpath", metavar="DIR", default=argparse.SUPPRESS,
+                        help="the rpm database, relative to the root (default /var/lib/rpm)")
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="say more about what is done")
 
@@ -263,16 +376,44 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hex", action="store_true",
                    help="print the security.capability bytes instead, in hex")
     p.add_argument("--rootid", type=_rootid, default=0, metavar="N")
+
+    p = command("list", cmd_list, "list declared capabilities and where they come from")
+    p.add_argument("--source", choices=["dpkg", "rpm", "local"])
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command("check", cmd_check, "compare declared capabilities with the files")
+    p.add_argument("--package", action="append", metavar="P",
+                   help="only what package P declares or ships (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command("reapply", cmd_reapply, "restore declared capabilities that drifted")
+    p.add_argument("--dry-run", action="store_true", help="say what would be restored")
+    p.add_argument("--package", action="append", metavar="P",
+                   help="only what package P declares or ships (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+    p = command("declare", cmd_declare, "declare capabilities for a file locally")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("caps", metavar="CAPS")
+    p.add_argument("--reason", metavar="TEXT", help="why; kept as the entry's comment")
+
+    p = command("undeclare", cmd_undeclare, "remove a local declaration")
+    p.add_argument("path", metavar="PATH")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.root = getattr(args, "root", "/") or "/"
+    from capsnap.paths import SystemPaths
+
+    args.paths_ = SystemPaths.select(root=getattr(args, "root", None),
+                                     admindir=getattr(args, "admindir", None),
+                                     dbpath=getattr(args, "dbpath", None))
+    args.root = args.paths_.root
     args.verbose = getattr(args, "verbose", False)
     if args.root != "/" and not os.path.isdir(args.root):
-        _err(f"--root {args.root}: not a directory")
+        _err(f"root {args.root}: not a directory")
         return EXIT_USAGE
     try:
         status: int = args.func(args)

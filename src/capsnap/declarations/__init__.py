@@ -1,0 +1,139 @@
+"""Where declared capabilities come from, and which declaration wins.
+
+Sources: the dpkg status database (the File-Capabilities field of installed
+packages), the rpm database (%caps, the FILECAPS tag) and the local
+administrator's files under /etc/capsnap/capabilities.d/.  As with
+dpkg-statoverride for owner and mode, a local declaration wins over any
+package's; two packages that disagree about one path are a conflict, and that
+path is left alone until someone resolves it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from capsnap import captext, xattr
+from capsnap.declarations.entries import Fallback
+from capsnap.paths import SystemPaths
+
+SOURCES = ("dpkg", "rpm", "local")
+
+
+@dataclass(frozen=True)
+class Declaration:
+    path: str
+    text: str  # capability text as declared
+    caps: captext.CapSet
+    source: str  # one of SOURCES
+    package: str | None = None
+    version: str | None = None
+    origin: str = ""  # where it was read: "dpkg status", "FILE:LINE", "rpm database"
+    reason: str | None = None
+    owner: str | None = None  # for local declarations: the package that ships the path
+    fallback: Fallback | None = None
+
+    @property
+    def stored(self) -> captext.CapSet:
+        """The sets as the file will read back (one effective flag per file)."""
+        return xattr.decode(xattr.encode(self.caps)).capset()
+
+    def label(self) -> str:
+        if self.source == "local":
+            return f"local ({self.origin})"
+        return f"{self.source}:{self.package} {self.version}"
+
+    def as_json(self, known_bits: int) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "capabilities": captext.format_text(self.caps, known_bits),
+            "declared_as": self.text,
+            "source": self.source,
+            "package": self.package,
+            "version": self.version,
+            "origin": self.origin,
+            "reason": self.reason,
+            "owner": self.owner,
+            "fallback": str(self.fallback) if self.fallback else None,
+        }
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A declaration that could not be read; reported, never fatal."""
+
+    source: str
+    where: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.message}"
+
+
+@dataclass
+class Resolved:
+    """Everything declared for one path, and what capsnap will enforce."""
+
+    path: str
+    winner: Declaration | None
+    overridden: list[Declaration] = field(default_factory=list)
+    conflicting: list[Declaration] = field(default_factory=list)
+
+    @property
+    def in_conflict(self) -> bool:
+        return bool(self.conflicting)
+
+    def packages(self) -> set[str]:
+        names = {d.package for d in (self.winner, *self.overridden, *self.conflicting)
+                 if d is not None and d.package}
+        if self.winner is not None and self.winner.owner:
+            names.add(self.winner.owner)
+        return names
+
+
+@dataclass
+class Catalogue:
+    declarations: list[Declaration]
+    problems: list[Problem]
+    notes: list[str]
+
+    def resolve(self) -> list[Resolved]:
+        by_path: dict[str, list[Declaration]] = {}
+        for decl in self.declarations:
+            by_path.setdefault(decl.path, []).append(decl)
+        out = []
+        for path in sorted(by_path):
+            decls = by_path[path]
+            local = [d for d in decls if d.source == "local"]
+            packaged = [d for d in decls if d.source != "local"]
+            if local:
+                # The last local file read wins among local ones (sorted names).
+                out.append(Resolved(path, local[-1], overridden=local[:-1] + packaged))
+                continue
+            distinct = {(d.stored) for d in packaged}
+            if len(distinct) > 1:
+                out.append(Resolved(path, None, conflicting=packaged))
+            else:
+                out.append(Resolved(path, packaged[0], overridden=packaged[1:]))
+        return out
+
+
+def load(paths: SystemPaths, known_bits: int, sources: Iterable[str] = SOURCES,
+         note: Callable[[str], None] | None = None) -> Catalogue:
+    """Read every selected source; problems are collected, not raised."""
+    catalogue = Catalogue([], [], [])
+    for source in sources:
+        if source == "dpkg":
+            from capsnap.declarations import dpkg as reader
+        elif source == "rpm":
+            from capsnap.declarations import rpm as reader  # type: ignore[no-redef]
+        else:
+            from capsnap.declarations import local as reader  # type: ignore[no-redef]
+        decls, problems, notes = reader.read(paths, known_bits)
+        catalogue.declarations.extend(decls)
+        catalogue.problems.extend(problems)
+        catalogue.notes.extend(notes)
+    if note is not None:
+        for line in catalogue.notes:
+            note(line)
+    return catalogue

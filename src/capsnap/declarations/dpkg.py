@@ -1,0 +1,161 @@
+"""Declarations from dpkg's status database: the File-Capabilities field.
+
+dpkg keeps unknown control fields of installed packages in its status file,
+so a binary package's `File-Capabilities` (one entry per continuation line)
+is there after installation.  The file is read with python-debian.  Only
+paragraphs that carry the field are handed to it, and what they say is cached
+against the status file's identity, because hooks run after every
+transaction and a status file of thousands of packages takes longer to parse
+than the whole check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+
+from capsnap.declarations import Declaration, Problem
+from capsnap.declarations.entries import parse_lines
+from capsnap.paths import SystemPaths
+
+FIELD = "File-Capabilities"
+_FIELD_RE = re.compile(r"^file-capabilities:", re.IGNORECASE | re.MULTILINE)
+_PARAGRAPH_SPLIT = re.compile(r"\n[ \t]*\n")
+# Package states whose files are on disk (dpkg(1) "Package states").
+_ON_DISK = {"installed", "half-configured", "unpacked", "triggers-awaited",
+            "triggers-pending"}
+_CACHE_VERSION = 1
+
+# One package's field as read from the status file.
+PackageField = dict[str, str]
+
+
+def _status_key(st: os.stat_result) -> list[int]:
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
+def _parse_status(text: str) -> list[PackageField]:
+    from debian import deb822
+
+    selected = [p for p in _PARAGRAPH_SPLIT.split(text) if _FIELD_RE.search(p)]
+    out: list[PackageField] = []
+    for para in deb822.Deb822.iter_paragraphs("\n\n".join(selected).splitlines(True),
+                                              use_apt_pkg=False):
+        out.append({
+            "package": para.get("Package", ""),
+            "version": para.get("Version", ""),
+            "architecture": para.get("Architecture", ""),
+            "status": para.get("Status", ""),
+            "field": para.get(FIELD, ""),
+        })
+    return out
+
+
+def _cache_path(paths: SystemPaths) -> str:
+    return os.path.join(paths.cache_dir, "dpkg-declarations.json")
+
+
+def _load_cache(paths: SystemPaths, key: list[int]) -> list[PackageField] | None:
+    try:
+        with open(_cache_path(paths), encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION \
+            or data.get("key") != key or not isinstance(data.get("packages"), list):
+        return None
+    return [p for p in data["packages"] if isinstance(p, dict)]
+
+
+def _store_cache(paths: SystemPaths, key: list[int], packages: list[PackageField]) -> None:
+    # Best effort: an unprivileged run or a read-only root simply has no cache.
+    try:
+        os.makedirs(paths.cache_dir, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=paths.cache_dir, prefix=".dpkg-declarations.")
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump({"version": _CACHE_VERSION, "key": key, "packages": packages}, f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, _cache_path(paths))
+    except OSError:
+        pass
+
+
+def packages_with_field(paths: SystemPaths) -> tuple[list[PackageField], list[Problem]]:
+    try:
+        with open(paths.dpkg_status, "rb") as f:
+            key = _status_key(os.fstat(f.fileno()))
+            cached = _load_cache(paths, key)
+            if cached is not None:
+                return cached, []
+            text = f.read().decode("utf-8", "surrogateescape")
+    except FileNotFoundError:
+        return [], []
+    except OSError as exc:
+        return [], [Problem("dpkg", paths.dpkg_status,
+                            f"cannot read the dpkg status database: {exc.strerror}")]
+    packages = _parse_status(text)
+    _store_cache(paths, key, packages)
+    return packages, []
+
+
+def read(paths: SystemPaths, known_bits: int) \
+        -> tuple[list[Declaration], list[Problem], list[str]]:
+    packages, problems = packages_with_field(paths)
+    notes = []
+    if not os.path.exists(paths.dpkg_status):
+        notes.append(f"dpkg: no status database at {paths.dpkg_status}")
+    decls: list[Declaration] = []
+    for pkg in packages:
+        state = pkg["status"].split()[-1] if pkg["status"].split() else ""
+        if state not in _ON_DISK:
+            continue
+        name = pkg["package"]
+        if pkg["architecture"] not in ("", "all"):
+            # Multi-Arch: same packages appear once per architecture.
+            name = f"{name}:{pkg['architecture']}"
+        lines = [ln for ln in pkg["field"].splitlines() if ln.strip() not in ("", ".")]
+        entries, bad = parse_lines(lines, known_bits)
+        for _, text, reason in bad:
+            problems.append(Problem("dpkg", f"package {name} {pkg['version']}",
+                                    f"{FIELD} entry {text!r}: {reason}"))
+        for entry in entries:
+            decls.append(Declaration(
+                path=entry.path, text=entry.text, caps=entry.caps, source="dpkg",
+                package=name, version=pkg["version"], origin=f"{FIELD} of {name}",
+                fallback=entry.fallback))
+    return decls, problems, notes
+
+
+def owner_of(paths: SystemPaths, path: str) -> tuple[str, str] | None:
+    """The installed package that ships `path` (like dpkg -S), and its version."""
+    try:
+        names = sorted(n for n in os.listdir(paths.dpkg_info) if n.endswith(".list"))
+    except OSError:
+        return None
+    wanted = path + "\n"
+    for name in names:
+        try:
+            with open(os.path.join(paths.dpkg_info, name), encoding="utf-8",
+                      errors="surrogateescape") as f:
+                if wanted in f:
+                    package = name[:-len(".list")]
+                    return package, _installed_version(paths, package)
+        except OSError:
+            continue
+    return None
+
+
+def _installed_version(paths: SystemPaths, package: str) -> str:
+    bare = package.split(":", 1)[0]
+    try:
+        with open(paths.dpkg_status, encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+    except OSError:
+        return ""
+    for para in _PARAGRAPH_SPLIT.split(text):
+        if re.search(rf"^Package: {re.escape(bare)}$", para, re.MULTILINE):
+            match = re.search(r"^Version: (\S+)$", para, re.MULTILINE)
+            return match.group(1) if match else ""
+    return ""

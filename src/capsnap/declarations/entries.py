@@ -1,0 +1,148 @@
+"""One line syntax for every capability declaration (pure).
+
+Used by `debian/<package>.capabilities`, the `File-Capabilities` control
+field (one entry per continuation line) and the local files under
+/etc/capsnap/capabilities.d/:
+
+    PATH CAPABILITY-TEXT [fallback=none|setuid[:MODE]] [owner=PACKAGE]  [# comment]
+
+PATH is absolute; a space, tab, newline, backslash or '#' in it is written
+as a three-digit octal escape (\\040) as fstab(5) does.  The capability text
+is everything between the path and the first option, so it may hold several
+space-separated clauses; no capability is called "fallback" or "owner", so
+the options cannot be mistaken for text.  A comment after an entry is its
+reason.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from capsnap import captext
+from capsnap.errors import CapTextError, InvalidInput
+
+_ESCAPED = re.compile(r"\\([0-7]{3})")
+_NEEDS_ESCAPE = re.compile(r"[\s\\#]")
+_OPTION = re.compile(r"^(fallback|owner)=(.*)$")
+_SETUID = re.compile(r"^setuid(?::([0-7]{3,4}))?$")
+DEFAULT_SETUID_MODE = 0o4755
+
+
+def unescape_path(text: str) -> str:
+    return _ESCAPED.sub(lambda m: chr(int(m.group(1), 8)), text)
+
+
+def escape_path(path: str) -> str:
+    return _NEEDS_ESCAPE.sub(lambda m: f"\\{ord(m.group(0)):03o}", path)
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """What a packager wants where the filesystem cannot hold capabilities."""
+
+    kind: str  # "none" or "setuid"
+    mode: int = DEFAULT_SETUID_MODE
+
+    def __str__(self) -> str:
+        if self.kind == "setuid":
+            return f"setuid:{self.mode:04o}"
+        return self.kind
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str
+    text: str  # the capability text as written
+    caps: captext.CapSet
+    fallback: Fallback | None = None
+    owner: str | None = None
+    comment: str | None = None
+    line: int = 0
+
+    def format(self) -> str:
+        parts = [escape_path(self.path), self.text]
+        if self.fallback is not None:
+            parts.append(f"fallback={self.fallback}")
+        if self.owner:
+            parts.append(f"owner={self.owner}")
+        line = " ".join(parts)
+        if self.comment:
+            line += f"  # {self.comment}"
+        return line
+
+
+def _parse_fallback(value: str) -> Fallback:
+    if value == "none":
+        return Fallback("none")
+    match = _SETUID.match(value)
+    if not match:
+        raise InvalidInput(f"fallback must be 'none' or 'setuid[:MODE]' (e.g. setuid:4755), "
+                           f"not {value!r}")
+    mode = int(match.group(1), 8) if match.group(1) else DEFAULT_SETUID_MODE
+    if not mode & 0o4000 or mode & 0o022:
+        raise InvalidInput(f"fallback mode {mode:04o} must have the setuid bit and no "
+                           "group or other write bit")
+    return Fallback("setuid", mode)
+
+
+def split_comment(line: str) -> tuple[str, str | None]:
+    stripped = line.strip()
+    if stripped.startswith("#"):
+        return "", None
+    match = re.search(r"\s#", stripped)
+    if match is None:
+        return stripped, None
+    return stripped[:match.start()].rstrip(), stripped[match.end():].strip() or None
+
+
+def parse_entry(line: str, number: int = 0, known_bits: int = len(captext.CAP_NAMES)) \
+        -> Entry | None:
+    """Parse one line; None for blank and comment lines; InvalidInput if bad."""
+    body, comment = split_comment(line)
+    if not body:
+        return None
+    tokens = body.split()
+    path = unescape_path(tokens[0])
+    if not path.startswith("/"):
+        raise InvalidInput(f"path {tokens[0]!r} is not absolute")
+    if "\0" in path:
+        raise InvalidInput("path contains a NUL byte")
+    options: dict[str, str] = {}
+    rest = tokens[1:]
+    while rest and (match := _OPTION.match(rest[-1])):
+        if match.group(1) in options:
+            raise InvalidInput(f"option {match.group(1)} given twice")
+        options[match.group(1)] = match.group(2)
+        rest.pop()
+    if not rest:
+        raise InvalidInput(f"{path}: no capability text after the path")
+    text = " ".join(rest)
+    try:
+        caps = captext.parse_file_caps(text, known_bits)
+    except CapTextError as exc:
+        raise InvalidInput(str(exc)) from None
+    fallback = _parse_fallback(options["fallback"]) if "fallback" in options else None
+    owner = options.get("owner") or None
+    return Entry(path=path, text=text, caps=caps, fallback=fallback, owner=owner,
+                 comment=comment, line=number)
+
+
+def parse_lines(lines: Iterable[str], known_bits: int = len(captext.CAP_NAMES)) \
+        -> tuple[list[Entry], list[tuple[int, str, str]]]:
+    """Every entry of a file or field, and (line, text, reason) for each bad one.
+
+    A bad line never hides the good ones around it.
+    """
+    entries: list[Entry] = []
+    bad: list[tuple[int, str, str]] = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            entry = parse_entry(line, number, known_bits)
+        except InvalidInput as exc:
+            bad.append((number, line.strip(), str(exc)))
+            continue
+        if entry is not None:
+            entries.append(entry)
+    return entries, bad

@@ -1,0 +1,159 @@
+"""The local administrator's declarations under /etc/capsnap/capabilities.d/.
+
+Plain text files in the common entry syntax, read in name order; a comment
+after an entry is its reason.  `capsnap declare` and `undeclare` edit them
+line by line, keeping every other line and comment, and replace the file
+atomically (write a temporary file beside it, fsync, rename).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+from capsnap import captext
+from capsnap.declarations import Declaration, Problem
+from capsnap.declarations.entries import Entry, escape_path, parse_entry, parse_lines
+from capsnap.errors import InvalidInput, OperationFailed
+from capsnap.paths import SystemPaths
+
+SUFFIX = ".capabilities"
+HEADER = """\
+# Local capability declarations for capsnap (see capsnap(1)).
+# One entry a line: PATH CAPABILITY-TEXT [fallback=...] [owner=PACKAGE]  # reason
+# A local declaration wins over any package's. 'capsnap declare' and
+# 'capsnap undeclare' edit this file and keep your comments.
+"""
+
+
+def declaration_files(paths: SystemPaths) -> list[str]:
+    try:
+        names = sorted(os.listdir(paths.local_declarations_dir))
+    except FileNotFoundError:
+        return []
+    return [os.path.join(paths.local_declarations_dir, n) for n in names
+            if n.endswith(SUFFIX) and not n.startswith(".")]
+
+
+def read(paths: SystemPaths, known_bits: int) \
+        -> tuple[list[Declaration], list[Problem], list[str]]:
+    decls: list[Declaration] = []
+    problems: list[Problem] = []
+    try:
+        files = declaration_files(paths)
+    except OSError as exc:
+        return [], [Problem("local", paths.local_declarations_dir,
+                            f"cannot list local declarations: {exc.strerror}")], []
+    for file in files:
+        try:
+            with open(file, "rb") as f:
+                text = f.read().decode("utf-8")
+        except UnicodeDecodeError:
+            problems.append(Problem("local", file, "not UTF-8 text; fix or remove the file"))
+            continue
+        except OSError as exc:
+            problems.append(Problem("local", file, f"cannot read: {exc.strerror}"))
+            continue
+        entries, bad = parse_lines(text.splitlines(), known_bits)
+        for number, line, reason in bad:
+            problems.append(Problem("local", f"{file}:{number}", f"{reason} ({line!r})"))
+        for entry in entries:
+            decls.append(Declaration(
+                path=entry.path, text=entry.text, caps=entry.caps, source="local",
+                origin=f"{file.removeprefix(paths.root.rstrip('/'))}:{entry.line}",
+                reason=entry.comment, owner=entry.owner, fallback=entry.fallback))
+    return decls, problems, []
+
+
+def _write_atomically(path: str, content: str) -> None:
+    directory = os.path.dirname(path)
+    try:
+        os.makedirs(directory, mode=0o755, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".capsnap-")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(content)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            os.unlink(tmp)
+            raise
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as exc:
+        raise OperationFailed(f"{path}: cannot write: {exc.strerror}") from None
+
+
+def _lines_of(file: str) -> list[str]:
+    try:
+        with open(file, encoding="utf-8") as f:
+            return f.read().splitlines()
+    except FileNotFoundError:
+        return []
+    except (OSError, UnicodeDecodeError) as exc:
+        raise OperationFailed(f"{file}: cannot read: {exc}") from None
+
+
+def _declares(line: str, path: str) -> bool:
+    try:
+        entry = parse_entry(line)
+    except InvalidInput:
+        return False
+    return entry is not None and entry.path == path
+
+
+def declare(paths: SystemPaths, path: str, text: str, reason: str | None,
+            owner: str | None, known_bits: int) -> tuple[str, bool]:
+    """Add or replace the local declaration of `path`; (file, replaced)."""
+    if not path.startswith("/"):
+        raise InvalidInput(f"{path}: declarations name absolute paths")
+    captext.parse_file_caps(text, known_bits)
+    if reason is not None and ("\n" in reason or "#" in reason):
+        raise InvalidInput("--reason must be one line without '#'")
+    entry = Entry(path=path, text=" ".join(text.split()), caps=captext.CapSet(),
+                  owner=owner, comment=reason)
+    target = paths.local_declarations_file
+    for file in declaration_files(paths):
+        if any(_declares(line, path) for line in _lines_of(file)):
+            target = file
+            break
+    lines = _lines_of(target)
+    replaced = False
+    out = []
+    for line in lines:
+        if _declares(line, path):
+            if not replaced:
+                old = parse_entry(line)
+                if reason is None and old is not None and old.comment:
+                    entry = Entry(path=entry.path, text=entry.text, caps=entry.caps,
+                                  owner=entry.owner, comment=old.comment)
+                out.append(entry.format())
+            replaced = True
+        else:
+            out.append(line)
+    if not replaced:
+        if not lines:
+            out = HEADER.splitlines()
+        out.append(entry.format())
+    _write_atomically(target, "\n".join(out) + "\n")
+    return target, replaced
+
+
+def undeclare(paths: SystemPaths, path: str) -> list[str]:
+    """Remove every local declaration of `path`; the files changed."""
+    changed = []
+    for file in declaration_files(paths):
+        lines = _lines_of(file)
+        kept = [line for line in lines if not _declares(line, path)]
+        if len(kept) != len(lines):
+            _write_atomically(file, "\n".join(kept) + "\n")
+            changed.append(file)
+    if not changed:
+        raise InvalidInput(f"{path} has no local declaration (see 'capsnap list "
+                           f"--source local'); escaped as {escape_path(path)}")
+    return changed

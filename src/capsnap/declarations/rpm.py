@@ -1,0 +1,110 @@
+"""Declarations from the rpm database: %caps in %files (the FILECAPS tag).
+
+rpm records each file's capability text, normalised by cap_to_text at build
+time, in RPMTAG_FILECAPS, parallel to the file names.  A machine without rpm
+or its Python bindings simply has no rpm source.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from capsnap.declarations import Declaration, Problem
+from capsnap.declarations.entries import parse_entry
+from capsnap.errors import InvalidInput
+from capsnap.paths import SystemPaths
+
+_STATE_NORMAL = 0  # RPMFILE_STATE_NORMAL: the file is on disk as packaged
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
+
+
+def _transaction_set(paths: SystemPaths) -> Any:
+    import rpm
+
+    if paths.dbpath_override:
+        rpm.addMacro("_dbpath", paths.dbpath_override)
+    ts = rpm.TransactionSet(paths.root)
+    ts.setVSFlags(-1)  # reading our own database: no signature checks needed
+    return ts
+
+
+def _version(hdr: Any) -> str:
+    import rpm
+
+    epoch = hdr[rpm.RPMTAG_EPOCH]
+    evr = f"{_text(hdr[rpm.RPMTAG_VERSION])}-{_text(hdr[rpm.RPMTAG_RELEASE])}"
+    return f"{epoch}:{evr}" if epoch else evr
+
+
+def _available(paths: SystemPaths) -> str | None:
+    """Why there is no rpm source here, or None when there is one."""
+    if not os.path.isdir(paths.rpm_db_dir):
+        return f"rpm: no database at {paths.rpm_db_dir}"
+    try:
+        import rpm  # noqa: F401
+    except ImportError:
+        return "rpm: the rpm Python bindings (python3-rpm) are not installed"
+    return None
+
+
+def read(paths: SystemPaths, known_bits: int) \
+        -> tuple[list[Declaration], list[Problem], list[str]]:
+    why_not = _available(paths)
+    if why_not:
+        return [], [], [why_not]
+    import rpm
+
+    decls: list[Declaration] = []
+    problems: list[Problem] = []
+    try:
+        ts = _transaction_set(paths)
+        headers = list(ts.dbMatch())
+    except rpm.error as exc:
+        return [], [Problem("rpm", paths.rpm_db_dir, f"cannot read the rpm database: {exc}")], []
+    for hdr in headers:
+        caps = hdr[rpm.RPMTAG_FILECAPS]
+        if not caps or not any(caps):
+            continue
+        name = _text(hdr[rpm.RPMTAG_NAME])
+        version = _version(hdr)
+        files = hdr[rpm.RPMTAG_FILENAMES]
+        states = hdr[rpm.RPMTAG_FILESTATES] or [_STATE_NORMAL] * len(files)
+        for path, text, state in zip(files, caps, states, strict=False):
+            text = _text(text)
+            if not text or state != _STATE_NORMAL:
+                continue
+            path = _text(path)
+            try:
+                entry = parse_entry(f"{_escape(path)} {text}", known_bits=known_bits)
+            except InvalidInput as exc:
+                problems.append(Problem("rpm", f"package {name} {version}",
+                                        f"bad %caps for {path} ({text!r}): {exc}"))
+                continue
+            if entry is not None:
+                decls.append(Declaration(path=entry.path, text=entry.text, caps=entry.caps,
+                                         source="rpm", package=name, version=version,
+                                         origin=f"%caps of {name}"))
+    return decls, problems, []
+
+
+def _escape(path: str) -> str:
+    from capsnap.declarations.entries import escape_path
+    return escape_path(path)
+
+
+def owner_of(paths: SystemPaths, path: str) -> tuple[str, str] | None:
+    """The installed rpm that owns `path` (like rpm -qf), and its version."""
+    if _available(paths):
+        return None
+    import rpm
+
+    try:
+        for hdr in _transaction_set(paths).dbMatch("basenames", path):
+            return _text(hdr[rpm.RPMTAG_NAME]), _version(hdr)
+    except rpm.error:
+        return None
+    return None

@@ -1,0 +1,88 @@
+"""Every system path capsnap uses, relative to the selected root.
+
+One place, so that the same code serves a live system, a chroot, an image
+build and a scratch test root.  dpkg passes DPKG_ROOT and DPKG_ADMINDIR to
+maintainer scripts; they are honoured when no option overrides them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+def _inside(root: str, path: str) -> str:
+    return os.path.join(root, path.lstrip("/")) if root != "/" else path
+
+
+@dataclass(frozen=True)
+class SystemPaths:
+    root: str = "/"
+    admindir_override: str | None = None
+    dbpath_override: str | None = None
+
+    @classmethod
+    def select(cls, root: str | None = None, admindir: str | None = None,
+               dbpath: str | None = None,
+               environ: dict[str, str] | None = None) -> SystemPaths:
+        env = os.environ if environ is None else environ
+        if root is None:
+            # DPKG_ROOT is "" for the live system, DIR under dpkg --root DIR.
+            root = env.get("DPKG_ROOT") or "/"
+        if admindir is None:
+            admindir = env.get("DPKG_ADMINDIR") or None
+        return cls(root=root, admindir_override=admindir, dbpath_override=dbpath)
+
+    def inside(self, path: str) -> str:
+        """A path of the installed system, as seen from here."""
+        return _inside(self.root, path)
+
+    @property
+    def dpkg_admindir(self) -> str:
+        return self.admindir_override or self.inside("/var/lib/dpkg")
+
+    @property
+    def dpkg_status(self) -> str:
+        return os.path.join(self.dpkg_admindir, "status")
+
+    @property
+    def dpkg_info(self) -> str:
+        return os.path.join(self.dpkg_admindir, "info")
+
+    @property
+    def rpm_dbpath(self) -> str:
+        """The rpm database as rpm itself names it: relative to the root."""
+        return self.dbpath_override or "/var/lib/rpm"
+
+    @property
+    def rpm_db_dir(self) -> str:
+        return self.inside(self.rpm_dbpath)
+
+    @property
+    def etc(self) -> str:
+        return self.inside("/etc/capsnap")
+
+    @property
+    def local_declarations_dir(self) -> str:
+        return os.path.join(self.etc, "capabilities.d")
+
+    @property
+    def local_declarations_file(self) -> str:
+        """The file `capsnap declare` edits; admins may add others beside it."""
+        return os.path.join(self.local_declarations_dir, "local.capabilities")
+
+    @property
+    def config_file(self) -> str:
+        return os.path.join(self.etc, "capsnap.conf")
+
+    @property
+    def state_dir(self) -> str:
+        return self.inside("/var/lib/capsnap")
+
+    @property
+    def cache_dir(self) -> str:
+        return self.inside("/var/cache/capsnap")
+
+    @property
+    def log_file(self) -> str:
+        return self.inside("/var/log/capsnap.log")

@@ -1,0 +1,214 @@
+"""Check declared capabilities against the files, and put back what drifted.
+
+Each path is examined and repaired through one pinned descriptor (fileops),
+so what was checked is what gets written and verified.  Nothing here raises
+for one bad path: every declaration gets a finding, and the run goes on.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from capsnap import captext, filecaps, fileops, xattr
+from capsnap.declarations import Declaration, Resolved
+from capsnap.errors import AttrFormatError, CapsnapError, OperationFailed, UnsafeTarget
+from capsnap.paths import SystemPaths
+
+# Statuses of `check`; `reapply` adds restored, would-restore, failed and skipped.
+OK = "ok"
+DRIFTED = "drifted"
+MISSING = "missing"
+UNSAFE = "unsafe"
+UNKNOWN_CAP = "unknown-capability"
+CONFLICT = "conflict"
+ERROR = "error"
+RESTORED = "restored"
+WOULD_RESTORE = "would-restore"
+FAILED = "failed"
+SKIPPED = "skipped"
+
+IN_PLACE = {OK, RESTORED}
+
+
+@dataclass
+class Finding:
+    path: str
+    status: str
+    declaration: Declaration | None
+    expected: str | None  # canonical text declared
+    actual: str | None  # canonical text on disk; None: no capabilities
+    detail: str = ""
+    resolved: Resolved | None = None
+
+    @property
+    def source(self) -> str:
+        if self.declaration is not None:
+            return self.declaration.label()
+        if self.resolved is not None and self.resolved.conflicting:
+            return " vs ".join(d.label() for d in self.resolved.conflicting)
+        return ""
+
+    def as_json(self) -> dict[str, object]:
+        decl = self.declaration
+        return {
+            "path": self.path,
+            "status": self.status,
+            "expected": self.expected,
+            "actual": self.actual,
+            "detail": self.detail,
+            "source": decl.source if decl else None,
+            "package": decl.package if decl else None,
+            "version": decl.version if decl else None,
+            "owner": decl.owner if decl else None,
+        }
+
+
+def _on_disk_text(raw: bytes | None, known_bits: int) -> str | None:
+    if raw is None:
+        return None
+    try:
+        caps = xattr.decode(raw)
+    except AttrFormatError:
+        return f"<malformed {raw.hex()}>"
+    text = captext.format_text(caps.capset(), known_bits)
+    return f"{text} [rootid={caps.rootid}]" if caps.revision == 3 else text
+
+
+def _matches(raw: bytes | None, decl: Declaration) -> bool:
+    if raw is None:
+        return False
+    try:
+        caps = xattr.decode(raw)
+    except AttrFormatError:
+        return False
+    # A namespaced capability (revision 3) only works inside its namespace:
+    # not what a package declared for the system.
+    return caps.revision != 3 and caps.capset() == decl.stored
+
+
+def examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool = False,
+            dry_run: bool = False) -> Finding:
+    """One declared path: its status, and with `repair` the outcome of fixing it."""
+    decl = item.winner
+    if decl is None:
+        names = ", ".join(f"{d.package} {d.version} ({d.text})" for d in item.conflicting)
+        return Finding(item.path, SKIPPED if repair else CONFLICT, None, None, None,
+                       f"packages disagree: {names}; declare it locally to decide",
+                       item)
+    expected = captext.format_text(decl.caps, known_bits)
+    unknown = decl.caps.all_bits() >> known_bits
+    if unknown:
+        names = ",".join(captext.names_of(unknown << known_bits))
+        return Finding(item.path, SKIPPED if repair else UNKNOWN_CAP, decl, expected, None,
+                       f"{names} unknown to the running kernel (cap_last_cap="
+                       f"{known_bits - 1})", item)
+    try:
+        with fileops.open_target(item.path, paths.root) as target:
+            raw = fileops.read_raw(target)
+            actual = _on_disk_text(raw, known_bits)
+            finding = Finding(item.path, OK, decl, expected, actual, "", item)
+            try:
+                fileops.require_regular(target)
+            except UnsafeTarget as exc:
+                return _mark(finding, UNSAFE, SKIPPED, repair, str(exc))
+            if _matches(raw, decl):
+                return finding
+            reasons = fileops.unsafe_reasons(target, paths.root)
+            if reasons:
+                return _mark(finding, UNSAFE, SKIPPED, repair, reasons[0])
+            finding.status = DRIFTED
+            finding.detail = "no capabilities" if raw is None else f"has {actual}"
+            if not repair:
+                return finding
+            if dry_run:
+                finding.status = WOULD_RESTORE
+                return finding
+            try:
+                filecaps.set_on_target(target, decl.caps, 0, paths.root, force=True)
+            except CapsnapError as exc:
+                finding.status = FAILED
+                finding.detail = str(exc)
+                return finding
+            finding.status = RESTORED
+            return finding
+    except OperationFailed as exc:
+        detail = str(exc).removeprefix(f"{item.path}: ")
+        status = MISSING if detail == fileops.describe_oserror(
+            OSError(errno.ENOENT, "")) else ERROR
+        return Finding(item.path, FAILED if repair and status == ERROR else status, decl,
+                       expected, None, detail, item)
+
+
+def _mark(finding: Finding, check_status: str, repair_status: str, repair: bool,
+          detail: str) -> Finding:
+    finding.status = repair_status if repair else check_status
+    finding.detail = detail
+    return finding
+
+
+def select(items: Iterable[Resolved], packages: Iterable[str] | None) -> list[Resolved]:
+    """Declarations that concern the given packages (all when none given)."""
+    wanted = set(packages or ())
+    if not wanted:
+        return list(items)
+    return [item for item in items if item.packages() & _with_bare_names(wanted)
+            or _bare(item.packages()) & wanted]
+
+
+def _bare(names: set[str]) -> set[str]:
+    return {n.split(":", 1)[0] for n in names}
+
+
+def _with_bare_names(names: set[str]) -> set[str]:
+    return names | _bare(names)
+
+
+def check(items: Iterable[Resolved], paths: SystemPaths, known_bits: int) -> list[Finding]:
+    return [examine(item, paths, known_bits) for item in items]
+
+
+def reapply(items: Iterable[Resolved], paths: SystemPaths, known_bits: int,
+            dry_run: bool = False) -> tuple[list[Finding], str | None]:
+    """Repair what drifted; the findings, and why the log could not be written."""
+    findings = [examine(item, paths, known_bits, repair=True, dry_run=dry_run)
+                for item in items]
+    log_error = None if dry_run else log_actions(paths, findings)
+    return findings, log_error
+
+
+def log_actions(paths: SystemPaths, findings: Iterable[Finding]) -> str | None:
+    """Append one line per action to the log; the reason it failed, if it did."""
+    lines = []
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    for f in findings:
+        if f.status == OK:
+            continue
+        fields = {
+            "path": f.path,
+            "old": f.actual or "none",
+            "new": f.expected or "none",
+            "source": f.source,
+            "result": f.status,
+        }
+        if f.detail:
+            fields["reason"] = f.detail
+        lines.append(f"{stamp} reapply " + " ".join(
+            f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in fields.items()))
+    if not lines:
+        return None
+    try:
+        os.makedirs(os.path.dirname(paths.log_file), exist_ok=True)
+        fd = os.open(paths.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
+                     0o640)
+        try:
+            os.write(fd, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return f"{paths.log_file}: cannot append: {exc.strerror}"
+    return None

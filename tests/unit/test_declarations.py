@@ -1,0 +1,129 @@
+"""Declaration syntax, local files and which declaration wins (no root needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from capsnap.captext import CapSet
+from capsnap.declarations import Catalogue, Declaration, local
+from capsnap.declarations.entries import Fallback, escape_path, parse_entry, parse_lines
+from capsnap.errors import InvalidInput
+from capsnap.paths import SystemPaths
+
+RAW = 1 << 13
+BIND = 1 << 10
+
+
+def test_entry_with_spaces_in_text_options_and_reason() -> None:
+    entry = parse_entry("/usr/lib/x/helper cap_net_raw=ep cap_chown=eip fallback=setuid:4750 "
+                        "owner=iputils  # pings", 7)
+    assert entry is not None
+    assert entry.path == "/usr/lib/x/helper"
+    assert entry.text == "cap_net_raw=ep cap_chown=eip"
+    assert entry.caps == CapSet(RAW | 1, RAW | 1, 1)
+    assert entry.fallback == Fallback("setuid", 0o4750)
+    assert (entry.owner, entry.comment, entry.line) == ("iputils", "pings", 7)
+    assert parse_entry(entry.format(), 7) == entry
+
+
+def test_escaped_paths_round_trip() -> None:
+    path = "/opt/my app/#1\\bin"
+    line = f"{escape_path(path)} cap_net_raw=ep"
+    assert line == "/opt/my\\040app/\\0431\\134bin cap_net_raw=ep"
+    entry = parse_entry(line)
+    assert entry is not None and entry.path == path
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("usr/bin/x cap_net_raw=ep", "not absolute"),
+    ("/usr/bin/x", "no capability text"),
+    ("/usr/bin/x cap_net_rawr=ep", "unknown capability name"),
+    ("/usr/bin/x cap_net_raw=ep fallback=suid", "fallback must be"),
+    ("/usr/bin/x cap_net_raw=ep fallback=setuid:0755", "setuid bit"),
+    ("/usr/bin/x cap_net_raw=ep cap_kill=p", "cap_kill not effective"),
+])
+def test_bad_entries(line: str, message: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_entry(line)
+    assert message in str(info.value)
+
+
+def test_a_bad_line_never_hides_the_good_ones() -> None:
+    entries, bad = parse_lines(["# comment", "", "/a cap_net_raw=ep", "/b cap_nope=ep",
+                                "/c cap_net_bind_service=ep"])
+    assert [e.path for e in entries] == ["/a", "/c"]
+    assert [(n, text) for n, text, _ in bad] == [(4, "/b cap_nope=ep")]
+
+
+def _decl(path: str, caps: CapSet, source: str, package: str | None = None) -> Declaration:
+    return Declaration(path=path, text="", caps=caps, source=source, package=package,
+                       version="1")
+
+
+def test_local_wins_and_package_disagreement_is_a_conflict() -> None:
+    catalogue = Catalogue([
+        _decl("/x", CapSet(RAW, RAW, 0), "dpkg", "a"),
+        _decl("/x", CapSet(BIND, BIND, 0), "local"),
+        _decl("/y", CapSet(RAW, RAW, 0), "dpkg", "a"),
+        _decl("/y", CapSet(BIND, BIND, 0), "rpm", "b"),
+        _decl("/z", CapSet(RAW, RAW, 0), "dpkg", "a:amd64"),
+        _decl("/z", CapSet(RAW, RAW, 0), "dpkg", "a:i386"),
+    ], [], [])
+    resolved = {r.path: r for r in catalogue.resolve()}
+    assert resolved["/x"].winner is not None and resolved["/x"].winner.source == "local"
+    assert [d.source for d in resolved["/x"].overridden] == ["dpkg"]
+    assert resolved["/y"].winner is None and resolved["/y"].in_conflict
+    assert resolved["/z"].winner is not None and not resolved["/z"].in_conflict
+
+
+def test_declare_and_undeclare_keep_comments_and_write_atomically(tmp_path: Path) -> None:
+    paths = SystemPaths(root=str(tmp_path))
+    file, replaced = local.declare(paths, "/usr/local/bin/python-web",
+                                   "cap_net_bind_service=+ep", "binds port 80", None, 41)
+    assert not replaced
+    content = Path(file).read_text()
+    assert content.startswith("# Local capability declarations")
+    Path(file).write_text(content + "# my own note\n")
+    file2, replaced = local.declare(paths, "/usr/local/bin/python-web", "cap_net_raw=ep",
+                                    None, None, 41)
+    assert (file2, replaced) == (file, True)
+    text = Path(file).read_text()
+    assert "/usr/local/bin/python-web cap_net_raw=ep  # binds port 80" in text
+    assert "# my own note" in text
+    decls, problems, _ = local.read(paths, 41)
+    assert [(d.path, d.caps, d.reason) for d in decls] == [
+        ("/usr/local/bin/python-web", CapSet(RAW, RAW, 0), "binds port 80")]
+    assert not problems
+    local.undeclare(paths, "/usr/local/bin/python-web")
+    assert "python-web" not in Path(file).read_text()
+    assert "# my own note" in Path(file).read_text()
+    assert not [p for p in Path(file).parent.iterdir() if p.name.startswith(".")]
+    with pytest.raises(InvalidInput):
+        local.undeclare(paths, "/usr/local/bin/python-web")
+
+
+def test_corrupt_local_file_is_named_and_others_still_count(tmp_path: Path) -> None:
+    paths = SystemPaths(root=str(tmp_path))
+    directory = Path(paths.local_declarations_dir)
+    directory.mkdir(parents=True)
+    (directory / "a.capabilities").write_bytes(b"/x cap_net_raw=ep\n\xff\xfe garbage\n")
+    (directory / "b.capabilities").write_text("/y cap_net_raw=ep\n/z nonsense=\n")
+    (directory / "ignored.txt").write_text("/w cap_net_raw=ep\n")
+    decls, problems, _ = local.read(paths, 41)
+    assert [d.path for d in decls] == ["/y"]
+    assert [p.where for p in problems] == [str(directory / "a.capabilities"),
+                                          f"{directory / 'b.capabilities'}:2"]
+    assert "not UTF-8" in problems[0].message
+
+
+def test_paths_honour_dpkg_environment() -> None:
+    paths = SystemPaths.select(environ={"DPKG_ROOT": "/srv/img",
+                                        "DPKG_ADMINDIR": "/srv/img/var/lib/dpkg"})
+    assert paths.root == "/srv/img"
+    assert paths.dpkg_status == "/srv/img/var/lib/dpkg/status"
+    assert paths.local_declarations_file == \
+        "/srv/img/etc/capsnap/capabilities.d/local.capabilities"
+    assert SystemPaths.select(environ={"DPKG_ROOT": ""}).root == "/"
+    assert SystemPaths.select(root="/r", admindir="/a", environ={}).dpkg_status == "/a/status"
