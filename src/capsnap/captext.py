@@ -16,8 +16,9 @@ exactly what `setcap` accepts:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from capsnap.errors import CapTextError
 
@@ -91,8 +92,7 @@ def mask_of(numbers: Iterable[int]) -> int:
     return mask
 
 
-@dataclass(frozen=True)
-class CapSet:
+class CapSet(NamedTuple):
     """Three capability sets as 64-bit masks (bit n = capability n)."""
 
     effective: int = 0
@@ -309,6 +309,7 @@ def parse_file_caps(text: str, known_bits: int = len(CAP_NAMES)) -> CapSet:
     return caps
 
 
+@functools.lru_cache(maxsize=256)
 def format_text(caps: CapSet, known_bits: int = len(CAP_NAMES)) -> str:
     """Canonical text, byte for byte as cap_to_text(3) (and getcap) print it.
 
@@ -318,9 +319,11 @@ def format_text(caps: CapSet, known_bits: int = len(CAP_NAMES)) -> str:
     does not know are appended by number.
     """
     known = min(known_bits, MAX_BITS)
+    e, p, i = caps.effective, caps.permitted, caps.inheritable
+    flags = [(e >> n & 1) | (p >> n & 1) << 1 | (i >> n & 1) << 2 for n in range(MAX_BITS)]
     histogram = [0] * 8
-    for n in range(known):
-        histogram[caps.flags_of(n)] += 1
+    for f in flags[:known]:
+        histogram[f] += 1
     base = 7
     for t in range(6, -1, -1):
         if histogram[t] >= histogram[base]:
@@ -329,7 +332,7 @@ def format_text(caps: CapSet, known_bits: int = len(CAP_NAMES)) -> str:
     for t in range(7, -1, -1):
         if t == base or not histogram[t]:
             continue
-        names = ",".join(cap_name(n) for n in range(known) if caps.flags_of(n) == t)
+        names = ",".join(cap_name(n) for n in range(known) if flags[n] == t)
         clause = " " + names
         raised = t & ~base
         if raised:
@@ -345,7 +348,7 @@ def format_text(caps: CapSet, known_bits: int = len(CAP_NAMES)) -> str:
             clause += "-" + _flag_letters(lowered)
         out += clause
     for t in range(7, 0, -1):
-        names = ",".join(str(n) for n in range(known, MAX_BITS) if caps.flags_of(n) == t)
+        names = ",".join(cap_name(n) for n in range(known, MAX_BITS) if flags[n] == t)
         if names:
             out += " " + names + "+" + _flag_letters(t)
     return out

@@ -8,7 +8,6 @@ needs when it runs.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -34,6 +33,8 @@ def warn(message: str) -> None:
 
 
 def _print_json(value: Any) -> None:
+    import json
+
     sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False,
                                 default=str) + "\n")
 
@@ -321,7 +322,102 @@ class _Parser(argparse.ArgumentParser):
         sys.exit(EXIT_USAGE)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _args_get(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-r", "--recursive", action="store_true",
+                   help="walk directories (symlinks are not followed)")
+    p.add_argument("-n", "--namespace", action="store_true",
+                   help="show the rootid of namespaced capabilities, as getcap -n")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+
+
+def _args_set(p: argparse.ArgumentParser) -> None:
+    p.add_argument("caps", metavar="CAPS", help="capability text, e.g. cap_net_raw=ep")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--rootid", type=_rootid, default=0, metavar="N",
+                   help="limit to the user namespace whose root is uid N (revision 3)")
+    p.add_argument("--force", action="store_true",
+                   help="set even where the safety policy refuses")
+
+
+def _args_verify(p: argparse.ArgumentParser) -> None:
+    p.add_argument("caps", metavar="CAPS")
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("--rootid", type=_rootid, default=0, metavar="N")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _args_remove(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="+", metavar="PATH")
+
+
+def _args_parse(p: argparse.ArgumentParser) -> None:
+    p.add_argument("caps", metavar="CAPS")
+    p.add_argument("--hex", action="store_true",
+                   help="print the security.capability bytes instead, in hex")
+    p.add_argument("--rootid", type=_rootid, default=0, metavar="N")
+
+
+def _args_list(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--source", choices=["dpkg", "rpm", "local"])
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _args_check(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--package", action="append", metavar="P",
+                   help="only what package P declares or ships (repeatable)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _args_reapply(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--dry-run", action="store_true", help="say what would be restored")
+    _args_check(p)
+
+
+def _args_declare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", metavar="PATH")
+    p.add_argument("caps", metavar="CAPS")
+    p.add_argument("--reason", metavar="TEXT", help="why; kept as the entry's comment")
+
+
+def _args_undeclare(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", metavar="PATH")
+
+
+Command = tuple[Callable[[argparse.Namespace], int], str,
+                Callable[[argparse.ArgumentParser], None]]
+COMMANDS: dict[str, Command] = {
+    "get": (cmd_get, "print file capabilities as getcap(8) does", _args_get),
+    "set": (cmd_set, "set file capabilities, then read back and verify them", _args_set),
+    "verify": (cmd_verify, "check a file carries exactly CAPS, as setcap -v", _args_verify),
+    "remove": (cmd_remove, "remove file capabilities", _args_remove),
+    "parse": (cmd_parse, "print capability text in canonical form", _args_parse),
+    "list": (cmd_list, "list declared capabilities and where they come from", _args_list),
+    "check": (cmd_check, "compare declared capabilities with the files", _args_check),
+    "reapply": (cmd_reapply, "restore declared capabilities that drifted", _args_reapply),
+    "declare": (cmd_declare, "declare capabilities for a file locally", _args_declare),
+    "undeclare": (cmd_undeclare, "remove a local declaration", _args_undeclare),
+}
+_GLOBAL_WITH_VALUE = ("--root", "--admindir", "--dbpath")
+
+
+def _command_named(argv: Sequence[str]) -> str | None:
+    """The command in argv, found the way argparse will find it."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _GLOBAL_WITH_VALUE:
+            skip = True
+        elif arg in ("-h", "--help", "--"):
+            return None
+        elif not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with `only`, just that command's (hooks start faster)."""
     # Global options are accepted before or after the command name.
     common = _Parser(add_help=False)
     common.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS,
@@ -331,7 +427,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="dpkg's database directory (default ROOT/var/lib/dpkg, or "
                              "DPKG_ADMINDIR when dpkg runs us)")
     common.add_argument("--dbpath", metavar="DIR", default=argparse.SUPPRESS,
-                        help="the rpm database, relative to the root (default /var/lib/rpm)")
+                        help="the rpm database, relative to the root (default: the first of "
+                             "/usr/lib/sysimage/rpm, /var/lib/rpm, /root/.rpmdb that exists)")
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="say more about what is done")
 
@@ -339,72 +436,18 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Declared, verified Linux file capabilities.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-
-    def command(name: str, func: Callable[[argparse.Namespace], int],
-                help_text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, parents=[common], help=help_text, description=help_text)
-        p.set_defaults(func=func)
-        return p
-
-    p = command("get", cmd_get, "print file capabilities as getcap(8) does")
-    p.add_argument("-r", "--recursive", action="store_true",
-                   help="walk directories (symlinks are not followed)")
-    p.add_argument("-n", "--namespace", action="store_true",
-                   help="show the rootid of namespaced capabilities, as getcap -n")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    p.add_argument("paths", nargs="+", metavar="PATH")
-
-    p = command("set", cmd_set, "set file capabilities, then read back and verify them")
-    p.add_argument("caps", metavar="CAPS", help="capability text, e.g. cap_net_raw=ep")
-    p.add_argument("path", metavar="PATH")
-    p.add_argument("--rootid", type=_rootid, default=0, metavar="N",
-                   help="limit to the user namespace whose root is uid N (revision 3)")
-    p.add_argument("--force", action="store_true",
-                   help="set even where the safety policy refuses")
-
-    p = command("verify", cmd_verify, "check a file carries exactly CAPS, as setcap -v")
-    p.add_argument("caps", metavar="CAPS")
-    p.add_argument("path", metavar="PATH")
-    p.add_argument("--rootid", type=_rootid, default=0, metavar="N")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = command("remove", cmd_remove, "remove file capabilities")
-    p.add_argument("paths", nargs="+", metavar="PATH")
-
-    p = command("parse", cmd_parse, "print capability text in canonical form")
-    p.add_argument("caps", metavar="CAPS")
-    p.add_argument("--hex", action="store_true",
-                   help="print the security.capability bytes instead, in hex")
-    p.add_argument("--rootid", type=_rootid, default=0, metavar="N")
-
-    p = command("list", cmd_list, "list declared capabilities and where they come from")
-    p.add_argument("--source", choices=["dpkg", "rpm", "local"])
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = command("check", cmd_check, "compare declared capabilities with the files")
-    p.add_argument("--package", action="append", metavar="P",
-                   help="only what package P declares or ships (repeatable)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = command("reapply", cmd_reapply, "restore declared capabilities that drifted")
-    p.add_argument("--dry-run", action="store_true", help="say what would be restored")
-    p.add_argument("--package", action="append", metavar="P",
-                   help="only what package P declares or ships (repeatable)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-
-    p = command("declare", cmd_declare, "declare capabilities for a file locally")
-    p.add_argument("path", metavar="PATH")
-    p.add_argument("caps", metavar="CAPS")
-    p.add_argument("--reason", metavar="TEXT", help="why; kept as the entry's comment")
-
-    p = command("undeclare", cmd_undeclare, "remove a local declaration")
-    p.add_argument("path", metavar="PATH")
+    for name, (func, help_text, configure) in COMMANDS.items():
+        if only is None or name == only:
+            p = sub.add_parser(name, parents=[common], help=help_text,
+                               description=help_text)
+            p.set_defaults(func=func)
+            configure(p)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(_command_named(argv)).parse_args(argv)
     from capsnap.paths import SystemPaths
 
     args.paths_ = SystemPaths.select(root=getattr(args, "root", None),

@@ -8,14 +8,13 @@ pinned descriptor, read back from it and compared byte for byte.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from capsnap import captext, fileops, xattr
 from capsnap.errors import AttrFormatError, OperationFailed
 
 
-@dataclass(frozen=True)
-class Reading:
+class Reading(NamedTuple):
     """What one file carries."""
 
     path: str
@@ -54,8 +53,7 @@ def read(path: str, root: str = "/") -> Reading:
         return read_target(target)
 
 
-@dataclass(frozen=True)
-class SetResult:
+class SetResult(NamedTuple):
     path: str
     old: bytes | None
     new: bytes
@@ -104,8 +102,7 @@ def apply(path: str, caps: captext.CapSet, rootid: int = 0, root: str = "/",
         return set_on_target(target, caps, rootid, root, force)
 
 
-@dataclass(frozen=True)
-class Verdict:
+class Verdict(NamedTuple):
     path: str
     expected: captext.CapSet
     expected_rootid: int

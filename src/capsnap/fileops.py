@@ -16,13 +16,14 @@ refused, never followed.
 from __future__ import annotations
 
 import errno
+import functools
 import mmap
 import os
 import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from capsnap.captext import CAP_NUMBERS, CapSet
 from capsnap.errors import OperationFailed, UnsafeTarget
@@ -56,15 +57,14 @@ def _failed(display: str, exc: OSError) -> OperationFailed:
     return OperationFailed(f"{display}: {describe_oserror(exc)}")
 
 
-@dataclass
-class Target:
+class Target(NamedTuple):
     """An opened file: the pinned inode and the directories above it."""
 
     display: str  # the path as the user named it, for messages and output
     fd: int  # O_PATH|O_NOFOLLOW descriptor of the file itself
     st: os.stat_result
     name: str  # last component
-    directories: list[tuple[str, os.stat_result]] = field(default_factory=list)
+    directories: tuple[tuple[str, os.stat_result], ...] = ()
     link_target: str | None = None  # set when the last component is a symlink
 
     @property
@@ -110,7 +110,7 @@ def open_target(path: str, root: str = "/") -> Iterator[Target]:
                 fd = os.open(".", os.O_PATH | os.O_CLOEXEC, dir_fd=cur_fd)
                 opened.append(fd)
                 yield Target(display=path, fd=fd, st=os.fstat(fd), name=".",
-                             directories=[(n, s) for _, n, s in stack[:-1]])
+                             directories=tuple((n, s) for _, n, s in stack[:-1]))
                 return
             comp = pending.pop(0)
             if comp == "..":
@@ -132,7 +132,7 @@ def open_target(path: str, root: str = "/") -> Iterator[Target]:
                 link = os.readlink(comp, dir_fd=cur_fd)
                 if not pending:
                     yield Target(display=path, fd=fd, st=st, name=comp,
-                                 directories=[(n, s) for _, n, s in stack],
+                                 directories=tuple((n, s) for _, n, s in stack),
                                  link_target=link)
                     return
                 links += 1
@@ -145,7 +145,7 @@ def open_target(path: str, root: str = "/") -> Iterator[Target]:
                 continue
             if not pending:
                 yield Target(display=path, fd=fd, st=st, name=comp,
-                             directories=[(n, s) for _, n, s in stack])
+                             directories=tuple((n, s) for _, n, s in stack))
                 return
             if not stat.S_ISDIR(st.st_mode):
                 raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
@@ -264,6 +264,7 @@ def sniff_interpreter(target: Target) -> str | None:
     return None
 
 
+@functools.cache
 def _in_user_namespace() -> bool:
     try:
         with open("/proc/self/uid_map", encoding="ascii") as f:
@@ -272,6 +273,7 @@ def _in_user_namespace() -> bool:
         return False
 
 
+@functools.cache
 def _overflow_uid() -> int:
     try:
         with open("/proc/sys/kernel/overflowuid", encoding="ascii") as f:
@@ -284,6 +286,12 @@ def _trusted_owner(uid: int, userns: bool, overflow: int) -> bool:
     # Inside a user namespace the owners it does not map (the real root
     # among them) show as the overflow uid: outside this namespace's reach.
     return uid == 0 or (userns and uid == overflow)
+
+
+@functools.cache
+def _ancestor_stats(path: str) -> tuple[tuple[str, os.stat_result], ...]:
+    """The directories above `path` (not itself), top down, with their stat."""
+    return tuple((p, os.stat(p)) for p in _ancestors(path)[:-1])
 
 
 def _ancestors(path: str) -> list[str]:
@@ -314,12 +322,12 @@ def unsafe_reasons(target: Target, root: str = "/") -> list[str]:
         reasons.append(f"it has {st.st_nlink} hard links: the capability would follow "
                        "every other name of it (copy the file instead)")
     directories = list(target.directories)
+    # A root chosen with --root (or the working directory, for a relative
+    # path) is only as safe as the directories above it.
     if root != "/":
-        above = [(p, os.stat(p)) for p in _ancestors(root)[:-1]]
-        directories = above + directories
+        directories = [*_ancestor_stats(root), *directories]
     elif directories and directories[0][0] != "/":
-        above = [(p, os.stat(p)) for p in _ancestors(directories[0][0])[:-1]]
-        directories = above + directories
+        directories = [*_ancestor_stats(directories[0][0]), *directories]
     for dpath, dst in directories:
         mode = dst.st_mode
         if not _trusted_owner(dst.st_uid, userns, overflow):

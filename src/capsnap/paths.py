@@ -8,15 +8,19 @@ maintainer scripts; they are honoured when no option overrides them.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from typing import NamedTuple
+
+# Where rpm keeps its database, relative to the root: Fedora and SUSE use
+# /usr/lib/sysimage/rpm (older: /var/lib/rpm); Debian's rpm package sets
+# %_dbpath to ~/.rpmdb, which for root is /root/.rpmdb.
+RPM_DB_CANDIDATES = ("/usr/lib/sysimage/rpm", "/var/lib/rpm", "/root/.rpmdb")
 
 
 def _inside(root: str, path: str) -> str:
     return os.path.join(root, path.lstrip("/")) if root != "/" else path
 
 
-@dataclass(frozen=True)
-class SystemPaths:
+class SystemPaths(NamedTuple):
     root: str = "/"
     admindir_override: str | None = None
     dbpath_override: str | None = None
@@ -49,14 +53,18 @@ class SystemPaths:
     def dpkg_info(self) -> str:
         return os.path.join(self.dpkg_admindir, "info")
 
-    @property
-    def rpm_dbpath(self) -> str:
-        """The rpm database as rpm itself names it: relative to the root."""
-        return self.dbpath_override or "/var/lib/rpm"
-
-    @property
-    def rpm_db_dir(self) -> str:
-        return self.inside(self.rpm_dbpath)
+    def rpm_dbpath(self) -> str | None:
+        """The rpm database in use, relative to the root; None when there is none."""
+        candidates = [self.dbpath_override] if self.dbpath_override else \
+            RPM_DB_CANDIDATES
+        for candidate in candidates:
+            directory = self.inside(candidate)
+            try:
+                if any(n.startswith(("rpmdb.sqlite", "Packages")) for n in os.listdir(directory)):
+                    return candidate
+            except OSError:
+                continue
+        return None
 
     @property
     def etc(self) -> str:

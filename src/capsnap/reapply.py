@@ -12,7 +12,7 @@ import json
 import os
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from capsnap import captext, filecaps, fileops, xattr
 from capsnap.declarations import Declaration, Resolved
@@ -35,8 +35,7 @@ SKIPPED = "skipped"
 IN_PLACE = {OK, RESTORED}
 
 
-@dataclass
-class Finding:
+class Finding(NamedTuple):
     path: str
     status: str
     declaration: Declaration | None
@@ -98,8 +97,7 @@ def examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool = 
     if decl is None:
         names = ", ".join(f"{d.package} {d.version} ({d.text})" for d in item.conflicting)
         return Finding(item.path, SKIPPED if repair else CONFLICT, None, None, None,
-                       f"packages disagree: {names}; declare it locally to decide",
-                       item)
+                       f"packages disagree: {names}; declare it locally to decide", item)
     expected = captext.format_text(decl.caps, known_bits)
     unknown = decl.caps.all_bits() >> known_bits
     if unknown:
@@ -107,48 +105,39 @@ def examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool = 
         return Finding(item.path, SKIPPED if repair else UNKNOWN_CAP, decl, expected, None,
                        f"{names} unknown to the running kernel (cap_last_cap="
                        f"{known_bits - 1})", item)
+    not_fixed = SKIPPED if repair else UNSAFE
     try:
         with fileops.open_target(item.path, paths.root) as target:
             raw = fileops.read_raw(target)
-            actual = _on_disk_text(raw, known_bits)
-            finding = Finding(item.path, OK, decl, expected, actual, "", item)
+            found = Finding(item.path, OK, decl, expected, _on_disk_text(raw, known_bits),
+                            "", item)
             try:
                 fileops.require_regular(target)
             except UnsafeTarget as exc:
-                return _mark(finding, UNSAFE, SKIPPED, repair, str(exc))
+                return found._replace(status=not_fixed, detail=str(exc))
             if _matches(raw, decl):
-                return finding
+                return found
             reasons = fileops.unsafe_reasons(target, paths.root)
             if reasons:
-                return _mark(finding, UNSAFE, SKIPPED, repair, reasons[0])
-            finding.status = DRIFTED
-            finding.detail = "no capabilities" if raw is None else f"has {actual}"
+                return found._replace(status=not_fixed, detail=reasons[0])
+            drifted = found._replace(
+                status=DRIFTED,
+                detail="no capabilities" if raw is None else f"has {found.actual}")
             if not repair:
-                return finding
+                return drifted
             if dry_run:
-                finding.status = WOULD_RESTORE
-                return finding
+                return drifted._replace(status=WOULD_RESTORE)
             try:
                 filecaps.set_on_target(target, decl.caps, 0, paths.root, force=True)
             except CapsnapError as exc:
-                finding.status = FAILED
-                finding.detail = str(exc)
-                return finding
-            finding.status = RESTORED
-            return finding
+                return drifted._replace(status=FAILED, detail=str(exc))
+            return drifted._replace(status=RESTORED)
     except OperationFailed as exc:
         detail = str(exc).removeprefix(f"{item.path}: ")
         status = MISSING if detail == fileops.describe_oserror(
             OSError(errno.ENOENT, "")) else ERROR
         return Finding(item.path, FAILED if repair and status == ERROR else status, decl,
                        expected, None, detail, item)
-
-
-def _mark(finding: Finding, check_status: str, repair_status: str, repair: bool,
-          detail: str) -> Finding:
-    finding.status = repair_status if repair else check_status
-    finding.detail = detail
-    return finding
 
 
 def select(items: Iterable[Resolved], packages: Iterable[str] | None) -> list[Resolved]:

@@ -17,7 +17,7 @@ effective set is non-empty.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from capsnap.captext import ALL_64, CapSet, bits_of, cap_name
 from capsnap.errors import AttrFormatError, InvalidInput
@@ -36,8 +36,7 @@ SIZE_3 = SIZE_2 + 4
 _SIZES = {REVISION_1: SIZE_1, REVISION_2: SIZE_2, REVISION_3: SIZE_3}
 
 
-@dataclass(frozen=True)
-class FileCaps:
+class FileCaps(NamedTuple):
     """What one security.capability value says."""
 
     permitted: int

@@ -11,7 +11,7 @@ path is left alone until someone resolves it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from capsnap import captext, xattr
 from capsnap.declarations.entries import Fallback
@@ -20,8 +20,7 @@ from capsnap.paths import SystemPaths
 SOURCES = ("dpkg", "rpm", "local")
 
 
-@dataclass(frozen=True)
-class Declaration:
+class Declaration(NamedTuple):
     path: str
     text: str  # capability text as declared
     caps: captext.CapSet
@@ -58,8 +57,7 @@ class Declaration:
         }
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """A declaration that could not be read; reported, never fatal."""
 
     source: str
@@ -70,14 +68,13 @@ class Problem:
         return f"{self.where}: {self.message}"
 
 
-@dataclass
-class Resolved:
+class Resolved(NamedTuple):
     """Everything declared for one path, and what capsnap will enforce."""
 
     path: str
     winner: Declaration | None
-    overridden: list[Declaration] = field(default_factory=list)
-    conflicting: list[Declaration] = field(default_factory=list)
+    overridden: tuple[Declaration, ...] = ()
+    conflicting: tuple[Declaration, ...] = ()
 
     @property
     def in_conflict(self) -> bool:
@@ -91,11 +88,14 @@ class Resolved:
         return names
 
 
-@dataclass
 class Catalogue:
-    declarations: list[Declaration]
-    problems: list[Problem]
-    notes: list[str]
+    """Every declaration read, with the problems and notes met on the way."""
+
+    def __init__(self, declarations: list[Declaration], problems: list[Problem],
+                 notes: list[str]) -> None:
+        self.declarations = declarations
+        self.problems = problems
+        self.notes = notes
 
     def resolve(self) -> list[Resolved]:
         by_path: dict[str, list[Declaration]] = {}
@@ -108,13 +108,13 @@ class Catalogue:
             packaged = [d for d in decls if d.source != "local"]
             if local:
                 # The last local file read wins among local ones (sorted names).
-                out.append(Resolved(path, local[-1], overridden=local[:-1] + packaged))
+                out.append(Resolved(path, local[-1], overridden=tuple(local[:-1] + packaged)))
                 continue
-            distinct = {(d.stored) for d in packaged}
+            distinct = {d.stored for d in packaged}
             if len(distinct) > 1:
-                out.append(Resolved(path, None, conflicting=packaged))
+                out.append(Resolved(path, None, conflicting=tuple(packaged)))
             else:
-                out.append(Resolved(path, packaged[0], overridden=packaged[1:]))
+                out.append(Resolved(path, packaged[0], overridden=tuple(packaged[1:])))
         return out
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 
 from capsnap.declarations import Declaration, Problem
 from capsnap.declarations.entries import parse_lines
@@ -73,6 +72,8 @@ def _store_cache(paths: SystemPaths, key: list[int], packages: list[PackageField
     # Best effort: an unprivileged run or a read-only root simply has no cache.
     try:
         os.makedirs(paths.cache_dir, exist_ok=True)
+        import tempfile  # only when writing: it costs hooks start-up time
+
         fd, tmp = tempfile.mkstemp(dir=paths.cache_dir, prefix=".dpkg-declarations.")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump({"version": _CACHE_VERSION, "key": key, "packages": packages}, f)

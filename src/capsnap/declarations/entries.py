@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from capsnap import captext
 from capsnap.errors import CapTextError, InvalidInput
@@ -38,8 +38,7 @@ def escape_path(path: str) -> str:
     return _NEEDS_ESCAPE.sub(lambda m: f"\\{ord(m.group(0)):03o}", path)
 
 
-@dataclass(frozen=True)
-class Fallback:
+class Fallback(NamedTuple):
     """What a packager wants where the filesystem cannot hold capabilities."""
 
     kind: str  # "none" or "setuid"
@@ -51,8 +50,7 @@ class Fallback:
         return self.kind
 
 
-@dataclass(frozen=True)
-class Entry:
+class Entry(NamedTuple):
     path: str
     text: str  # the capability text as written
     caps: captext.CapSet

@@ -9,7 +9,6 @@ atomically (write a temporary file beside it, fsync, rename).
 from __future__ import annotations
 
 import os
-import tempfile
 
 from capsnap import captext
 from capsnap.declarations import Declaration, Problem
@@ -69,6 +68,8 @@ def _write_atomically(path: str, content: str) -> None:
     directory = os.path.dirname(path)
     try:
         os.makedirs(directory, mode=0o755, exist_ok=True)
+        import tempfile  # only when writing: it costs hooks start-up time
+
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".capsnap-")
         try:
             with os.fdopen(fd, "w", encoding="utf-8") as f:

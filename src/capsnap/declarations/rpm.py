@@ -7,13 +7,12 @@ or its Python bindings simply has no rpm source.
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 from capsnap.declarations import Declaration, Problem
 from capsnap.declarations.entries import parse_entry
 from capsnap.errors import InvalidInput
-from capsnap.paths import SystemPaths
+from capsnap.paths import RPM_DB_CANDIDATES, SystemPaths
 
 _STATE_NORMAL = 0  # RPMFILE_STATE_NORMAL: the file is on disk as packaged
 
@@ -22,11 +21,11 @@ def _text(value: Any) -> str:
     return value.decode("utf-8", "surrogateescape") if isinstance(value, bytes) else str(value)
 
 
-def _transaction_set(paths: SystemPaths) -> Any:
+def _transaction_set(paths: SystemPaths, dbpath: str) -> Any:
     import rpm
 
-    if paths.dbpath_override:
-        rpm.addMacro("_dbpath", paths.dbpath_override)
+    # Name the database explicitly: rpm's own default may follow $HOME.
+    rpm.addMacro("_dbpath", dbpath)
     ts = rpm.TransactionSet(paths.root)
     ts.setVSFlags(-1)  # reading our own database: no signature checks needed
     return ts
@@ -40,31 +39,33 @@ def _version(hdr: Any) -> str:
     return f"{epoch}:{evr}" if epoch else evr
 
 
-def _available(paths: SystemPaths) -> str | None:
-    """Why there is no rpm source here, or None when there is one."""
-    if not os.path.isdir(paths.rpm_db_dir):
-        return f"rpm: no database at {paths.rpm_db_dir}"
+def _database(paths: SystemPaths) -> tuple[str | None, str | None]:
+    """The database to read, or why there is no rpm source here."""
+    dbpath = paths.rpm_dbpath()
+    if dbpath is None:
+        wanted = paths.dbpath_override or " or ".join(RPM_DB_CANDIDATES)
+        return None, f"rpm: no database at {wanted} in {paths.root}"
     try:
         import rpm  # noqa: F401
     except ImportError:
-        return "rpm: the rpm Python bindings (python3-rpm) are not installed"
-    return None
+        return None, "rpm: the rpm Python bindings (python3-rpm) are not installed"
+    return dbpath, None
 
 
 def read(paths: SystemPaths, known_bits: int) \
         -> tuple[list[Declaration], list[Problem], list[str]]:
-    why_not = _available(paths)
-    if why_not:
-        return [], [], [why_not]
+    dbpath, why_not = _database(paths)
+    if dbpath is None:
+        return [], [], [why_not or "rpm: no database"]
     import rpm
 
     decls: list[Declaration] = []
     problems: list[Problem] = []
     try:
-        ts = _transaction_set(paths)
-        headers = list(ts.dbMatch())
+        headers = list(_transaction_set(paths, dbpath).dbMatch())
     except rpm.error as exc:
-        return [], [Problem("rpm", paths.rpm_db_dir, f"cannot read the rpm database: {exc}")], []
+        return [], [Problem("rpm", paths.inside(dbpath),
+                            f"cannot read the rpm database: {exc}")], []
     for hdr in headers:
         caps = hdr[rpm.RPMTAG_FILECAPS]
         if not caps or not any(caps):
@@ -98,12 +99,13 @@ def _escape(path: str) -> str:
 
 def owner_of(paths: SystemPaths, path: str) -> tuple[str, str] | None:
     """The installed rpm that owns `path` (like rpm -qf), and its version."""
-    if _available(paths):
+    dbpath, _ = _database(paths)
+    if dbpath is None:
         return None
     import rpm
 
     try:
-        for hdr in _transaction_set(paths).dbMatch("basenames", path):
+        for hdr in _transaction_set(paths, dbpath).dbMatch("basenames", path):
             return _text(hdr[rpm.RPMTAG_NAME]), _version(hdr)
     except rpm.error:
         return None

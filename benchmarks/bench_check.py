@@ -1,0 +1,99 @@
+"""Benchmark: `capsnap check` against a shell loop of `setcap -v` (issue 3).
+
+A scratch root holds a dpkg status database of 5,000 packages, 50 of which
+declare one capability each in File-Capabilities; the 50 files carry their
+capabilities.  Both sides verify the same 50 files; each is timed as a whole
+process, alternating runs, and the ratio of medians is reported.  Run as root:
+
+    .venv/bin/python benchmarks/bench_check.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PACKAGES = 5000
+DECLARED = 50
+CAPS = "cap_net_bind_service=ep"
+
+
+def make_root(top: Path, declared: int = DECLARED) -> tuple[Path, list[Path]]:
+    root = top / "root"
+    admin = root / "var/lib/dpkg"
+    for sub in ("info", "updates", "triggers"):
+        (admin / sub).mkdir(parents=True)
+    (root / "usr/lib/bench").mkdir(parents=True)
+    paragraphs = []
+    files = []
+    for n in range(PACKAGES):
+        para = (f"Package: pkg{n:05d}\nStatus: install ok installed\nPriority: optional\n"
+                f"Section: misc\nInstalled-Size: {n % 977}\n"
+                f"Maintainer: Bench <bench@example.org>\nArchitecture: all\n"
+                f"Version: 1.{n}-1\nDepends: libc6 (>= 2.36), pkg{(n + 1) % PACKAGES:05d}\n"
+                f"Description: benchmark package {n}\n filler text for package {n}\n")
+        if n % (PACKAGES // declared) == 0:
+            path = f"/usr/lib/bench/helper{n:05d}"
+            shutil.copyfile("/bin/true", root / path.lstrip("/"))
+            os.chmod(root / path.lstrip("/"), 0o755)
+            files.append(root / path.lstrip("/"))
+            para += f"File-Capabilities:\n {path} {CAPS}\n"
+        paragraphs.append(para)
+    (admin / "status").write_text("\n".join(paragraphs))
+    for f in files:
+        subprocess.run(["setcap", CAPS, str(f)], check=True)
+    return root, files
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, env=env)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        sys.exit(f"{cmd[:4]} failed: {proc.stderr.decode()}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=31)
+    parser.add_argument("--declared", type=int, default=DECLARED)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        root, files = make_root(Path(tmp), args.declared)
+        loop = Path(tmp) / "loop.sh"
+        loop.write_text("for f in " + " ".join(str(f) for f in files) +
+                        f"; do setcap -q -v {CAPS} \"$f\" || exit 1; done\n")
+        # As installed: byte-compiled (py3compile does it for the .deb) and
+        # started the way the console script starts it.
+        subprocess.run(["/usr/bin/python3", "-m", "compileall", "-q", str(REPO / "src")],
+                       check=True, capture_output=True,
+                       env=dict(os.environ, PYTHONDONTWRITEBYTECODE=""))
+        env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        capsnap = ["/usr/bin/python3", "-c", "from capsnap.cli import run; run()",
+                   "--root", str(root), "check"]
+        cache = root / "var/cache/capsnap"
+        cold, warm, shell = [], [], []
+        for _ in range(args.runs):
+            shutil.rmtree(cache, ignore_errors=True)
+            cold.append(timed(capsnap, env))
+            warm.append(timed(capsnap, env))
+            shell.append(timed(["sh", str(loop)]))
+        m_cold, m_warm, m_shell = (statistics.median(x) for x in (cold, warm, shell))
+        print(f"{PACKAGES} packages, {len(files)} declarations, {args.runs} runs each (median)")
+        print(f"setcap -v loop       {m_shell * 1000:7.1f} ms")
+        print(f"capsnap check warm   {m_warm * 1000:7.1f} ms   ratio {m_warm / m_shell:.2f}")
+        print(f"capsnap check cold   {m_cold * 1000:7.1f} ms   ratio {m_cold / m_shell:.2f}")
+
+
+if __name__ == "__main__":
+    main()
