@@ -304,6 +304,182 @@ def cmd_undeclare(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- snapshots: snapshot / snapshots / diff / prune -----------------------------
+
+def _store(args: argparse.Namespace, create: bool = True) -> Any:
+    from capsnap.store import Store
+
+    db = getattr(args, "db", None) or os.path.join(args.paths_.state_dir, "capsnap.db")
+    return Store(db, create=create)
+
+
+def _declared_paths(args: argparse.Namespace) -> list[bytes]:
+    from capsnap import declarations
+
+    catalogue = declarations.load(args.paths_, _known_bits())
+    return [os.fsencode(d.path) for d in catalogue.declarations]
+
+
+def _scope(args: argparse.Namespace) -> Any:
+    from capsnap.snapshot import Scope
+
+    if args.package:
+        return Scope("package", tuple(args.package))
+    if args.path:
+        return Scope("path", tuple(args.path))
+    return Scope("full")
+
+
+def take_snapshot(args: argparse.Namespace, store: Any, scope: Any,
+                  transaction_id: int | None = None, phase: str | None = None) -> int:
+    import time
+
+    from capsnap import config, scan
+    from capsnap.snapshot import live_rows
+
+    settings, problems = config.load(args.paths_)
+    for problem in problems:
+        warn(problem)
+    stats = scan.WalkStats()
+    extra = set(_declared_paths(args)) | set(store.latest_with_caps())
+    rows = live_rows(args.paths_, scope, _known_bits(), extra=sorted(extra), stats=stats,
+                     progress=scan.terminal_progress(time.monotonic()),
+                     roots=settings.roots)
+    snapshot_id: int = store.add_snapshot(scope.describe(), args.root, rows,
+                                          label=getattr(args, "label", None),
+                                          transaction_id=transaction_id, phase=phase)
+    scan.clear_progress()
+    for path, reason in stats.unreadable[:20]:
+        warn(f"{path}: cannot read: {reason}")
+    if stats.unreadable:
+        warn(f"{len(stats.unreadable)} director{'y' if len(stats.unreadable) == 1 else 'ies'} "
+             "or files could not be read and were left out")
+    if args.verbose:
+        _err(f"snapshot {snapshot_id}: {stats.found} files with capabilities among "
+             f"{stats.files} files in {stats.directories} directories")
+    return snapshot_id
+
+
+def cmd_snapshot(args: argparse.Namespace) -> int:
+    with _store(args) as store:
+        snapshot_id = take_snapshot(args, store, _scope(args))
+        snap = store.find(str(snapshot_id))
+    _out(f"snapshot {snap.id}: {snap.entries} files with capabilities ({snap.scope})")
+    return EXIT_OK
+
+
+def _snapshot_json(snap: Any) -> dict[str, object]:
+    return {"id": snap.id, "created": snap.created, "label": snap.label, "scope": snap.scope,
+            "root": snap.root, "transaction": snap.transaction_id, "phase": snap.phase,
+            "entries": snap.entries}
+
+
+def cmd_snapshots(args: argparse.Namespace) -> int:
+    with _store(args, create=False) as store:
+        snaps = store.snapshots()
+    if args.json:
+        _print_json([_snapshot_json(s) for s in snaps])
+    elif snaps:
+        _table([[str(s.id), s.created, s.label or "-", s.scope,
+                 f"{s.phase} #{s.transaction_id}" if s.transaction_id else "-",
+                 str(s.entries)] for s in snaps],
+               ["ID", "CREATED", "LABEL", "SCOPE", "TRANSACTION", "WITH CAPS"])
+    return EXIT_OK
+
+
+_COLOURS = {"lost": "31", "removed": "31", "gained": "32", "new": "32", "changed": "33",
+            "replaced": "33"}
+
+
+def _row_json(row: Any) -> dict[str, object] | None:
+    if row is None:
+        return None
+    return {"present": row.present, "capabilities": row.text,
+            "raw": row.raw.hex() if row.raw is not None else None, "rootid": row.rootid,
+            "package": row.package, "version": row.version, "inode": row.inode,
+            "size": row.size, "mtime_ns": row.mtime_ns, "btime_ns": row.btime_ns}
+
+
+def _path_json(path: bytes) -> dict[str, object]:
+    try:
+        return {"path": path.decode("utf-8")}
+    except UnicodeDecodeError:
+        return {"path": path.decode("utf-8", "backslashreplace"), "path_hex": path.hex()}
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from capsnap import diff
+    from capsnap.snapshot import Scope, live_rows
+
+    with _store(args, create=False) as store:
+        transaction = None
+        if not args.snapshots:
+            transaction = store.last_complete_transaction()
+            if transaction is None:
+                from capsnap.errors import InvalidInput
+                raise InvalidInput("no package-manager transaction recorded yet; name two "
+                                   "snapshots ('capsnap snapshots' lists them)")
+            first, second = (store.find(str(transaction.before_id)),
+                             store.find(str(transaction.after_id)))
+        else:
+            first = store.find(args.snapshots[0])
+            second = store.find(args.snapshots[1]) if len(args.snapshots) > 1 else None
+        before_rows = store.rows(first.id)
+        if second is not None:
+            after_rows = store.rows(second.id)
+        else:
+            tracked = [r.path for r in store.rows(first.id)]
+            after_rows = live_rows(args.paths_, Scope.parse(first.scope), _known_bits(),
+                                   extra=tracked)
+        changes = diff.grouped(diff.compare(before_rows, after_rows, first.created_ns))
+    if args.json:
+        _print_json({
+            "from": _snapshot_json(first),
+            "to": _snapshot_json(second) if second is not None else "live",
+            "transaction": {"id": transaction.id, "manager": transaction.manager,
+                            "packages": [{"package": p, "old": o, "new": n}
+                                         for p, o, n in transaction.packages]}
+            if transaction else None,
+            "changes": [dict(kind=c.kind, **_path_json(c.path), survived=c.survived,
+                             before=_row_json(c.before), after=_row_json(c.after))
+                        for c in changes],
+            "summary": {kind: sum(1 for c in changes if c.kind == kind)
+                        for kind in diff.KINDS},
+        })
+        return EXIT_DIFFERENT if changes else EXIT_OK
+    colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    rows = []
+    for c in changes:
+        what = c.kind
+        if c.kind == diff.REPLACED:
+            what += ", caps kept" if c.survived else ", caps lost" if not (
+                c.after and c.after.raw) else ", caps changed"
+        rows.append([what, os.fsdecode(c.path),
+                     (c.before.text if c.before is not None and c.before.text else "none"),
+                     (c.after.text if c.after is not None and c.after.text else
+                      "none" if c.after is None or c.after.present else "(file removed)"),
+                     diff.package_label(c.before, c.after)])
+    if rows:
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        header = ["CHANGE", "PATH", "BEFORE", "AFTER", "PACKAGE"]
+        widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
+        _out("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
+        for c, r in zip(changes, rows, strict=True):
+            line = "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
+            if colour:
+                line = f"\x1b[{_COLOURS[c.kind]}m{line}\x1b[0m"
+            _out(line)
+    return EXIT_DIFFERENT if changes else EXIT_OK
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    with _store(args, create=False) as store:
+        gone = store.prune(args.keep)
+    if args.verbose:
+        _err(f"removed {gone} snapshot{'s' if gone != 1 else ''}")
+    return EXIT_OK
+
+
 # --- argument parsing --------------------------------------------------------
 
 def _rootid(text: str) -> int:
@@ -384,6 +560,33 @@ def _args_undeclare(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="PATH")
 
 
+def _args_snapshot(p: argparse.ArgumentParser) -> None:
+    scope = p.add_mutually_exclusive_group()
+    scope.add_argument("--full", action="store_true",
+                       help="walk the configured roots (the default)")
+    scope.add_argument("--package", action="append", metavar="P",
+                       help="the files of installed package P (repeatable)")
+    scope.add_argument("--path", action="append", metavar="PATH",
+                       help="a file, or a directory walked recursively (repeatable)")
+    p.add_argument("--label", metavar="L", help="a name to refer to the snapshot by")
+
+
+def _args_snapshots(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _args_diff(p: argparse.ArgumentParser) -> None:
+    p.add_argument("snapshots", nargs="*", metavar="SNAPSHOT",
+                   help="ids or labels: none for the last transaction, one for it against "
+                        "the live system, two to compare them")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _args_prune(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--keep", type=int, required=True, metavar="N",
+                   help="how many of the newest snapshots to keep")
+
+
 Command = tuple[Callable[[argparse.Namespace], int], str,
                 Callable[[argparse.ArgumentParser], None]]
 COMMANDS: dict[str, Command] = {
@@ -397,8 +600,13 @@ COMMANDS: dict[str, Command] = {
     "reapply": (cmd_reapply, "restore declared capabilities that drifted", _args_reapply),
     "declare": (cmd_declare, "declare capabilities for a file locally", _args_declare),
     "undeclare": (cmd_undeclare, "remove a local declaration", _args_undeclare),
+    "snapshot": (cmd_snapshot, "record the file capabilities of a scope", _args_snapshot),
+    "snapshots": (cmd_snapshots, "list snapshots, newest first", _args_snapshots),
+    "diff": (cmd_diff, "show what capabilities changed, and through which package",
+             _args_diff),
+    "prune": (cmd_prune, "delete old snapshots", _args_prune),
 }
-_GLOBAL_WITH_VALUE = ("--root", "--admindir", "--dbpath")
+_GLOBAL_WITH_VALUE = ("--root", "--admindir", "--dbpath", "--db")
 
 
 def _command_named(argv: Sequence[str]) -> str | None:
@@ -429,6 +637,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     common.add_argument("--dbpath", metavar="DIR", default=argparse.SUPPRESS,
                         help="the rpm database, relative to the root (default: the first of "
                              "/usr/lib/sysimage/rpm, /var/lib/rpm, /root/.rpmdb that exists)")
+    common.add_argument("--db", metavar="FILE", default=argparse.SUPPRESS,
+                        help="the snapshot database (default ROOT/var/lib/capsnap/capsnap.db)")
     common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
                         help="say more about what is done")
 

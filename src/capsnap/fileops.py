@@ -21,7 +21,7 @@ import mmap
 import os
 import re
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import NamedTuple
 
@@ -397,3 +397,43 @@ def kernel_cap_bits() -> int:
     except (OSError, ValueError):
         from capsnap.captext import CAP_NAMES
         return len(CAP_NAMES)
+
+
+_STATX_BTIME = 0x800
+_AT_FDCWD = -100
+_AT_SYMLINK_NOFOLLOW = 0x100
+_AT_EMPTY_PATH = 0x1000
+
+
+@functools.cache
+def _statx() -> Callable[..., int] | None:
+    import ctypes
+
+    try:
+        function: Callable[..., int] = ctypes.CDLL(None, use_errno=True).statx
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+def birth_time_ns(path: bytes = b"", fd: int = _AT_FDCWD) -> int | None:
+    """When the file (this inode) was created, where the filesystem records it.
+
+    A diff uses it to tell a new file from an old one that gained a
+    capability; os.stat does not expose it, so statx(2) is called directly.
+    """
+    import ctypes
+    import struct
+
+    statx = _statx()
+    if statx is None:
+        return None
+    buf = ctypes.create_string_buffer(256)  # sizeof(struct statx)
+    flags = _AT_SYMLINK_NOFOLLOW | (_AT_EMPTY_PATH if not path else 0)
+    if statx(fd, path, flags, _STATX_BTIME, buf) != 0:
+        return None
+    mask, = struct.unpack_from("<I", buf.raw, 0)
+    if not mask & _STATX_BTIME:
+        return None
+    seconds, nanoseconds = struct.unpack_from("<qI", buf.raw, 80)
+    return int(seconds * 1_000_000_000 + nanoseconds)

@@ -160,3 +160,97 @@ def _installed_version(paths: SystemPaths, package: str) -> str:
             match = re.search(r"^Version: (\S+)$", para, re.MULTILINE)
             return match.group(1) if match else ""
     return ""
+
+
+# On merged-/usr systems a package may list /bin/x while the walk finds
+# /usr/bin/x (and the other way round): dpkg matches paths as text.
+_ALIASES = (("/bin/", "/usr/bin/"), ("/sbin/", "/usr/sbin/"), ("/lib/", "/usr/lib/"),
+            ("/lib64/", "/usr/lib64/"), ("/lib32/", "/usr/lib32/"))
+
+
+def path_aliases(path: str) -> list[str]:
+    out = [path]
+    for short, long in _ALIASES:
+        if path.startswith(short):
+            out.append(long + path[len(short):])
+        elif path.startswith(long):
+            out.append(short + path[len(long):])
+    return out
+
+
+def installed_versions(paths: SystemPaths) -> dict[str, str]:
+    """Version of every package whose files are on disk, by name (and name:arch)."""
+    try:
+        with open(paths.dpkg_status, encoding="utf-8", errors="surrogateescape") as f:
+            text = f.read()
+    except OSError:
+        return {}
+    out: dict[str, str] = {}
+    for para in _PARAGRAPH_SPLIT.split(text):
+        fields = dict(re.findall(r"^(Package|Version|Status|Architecture): *(.*)$", para,
+                                 re.MULTILINE))
+        status = fields.get("Status", "").split()
+        if not status or status[-1] not in _ON_DISK or "Package" not in fields:
+            continue
+        name, version = fields["Package"], fields.get("Version", "")
+        out.setdefault(name, version)
+        if fields.get("Architecture"):
+            out[f"{name}:{fields['Architecture']}"] = version
+    return out
+
+
+def package_files(paths: SystemPaths, package: str) -> list[str] | None:
+    """The files dpkg lists for an installed package, or None if it has none."""
+    bare = package.split(":", 1)[0]
+    for name in (f"{package}.list", f"{bare}.list"):
+        try:
+            with open(os.path.join(paths.dpkg_info, name), encoding="utf-8",
+                      errors="surrogateescape") as f:
+                return [line.rstrip("\n") for line in f if line.strip()]
+        except FileNotFoundError:
+            continue
+        except OSError:
+            return None
+    try:
+        multiarch = [n for n in os.listdir(paths.dpkg_info)
+                     if n.startswith(bare + ":") and n.endswith(".list")]
+    except OSError:
+        return None
+    files: list[str] = []
+    for name in multiarch:
+        with open(os.path.join(paths.dpkg_info, name), encoding="utf-8",
+                  errors="surrogateescape") as f:
+            files.extend(line.rstrip("\n") for line in f if line.strip())
+    return files or None
+
+
+def owners(paths: SystemPaths, wanted: set[str]) -> dict[str, tuple[str, str]]:
+    """For each wanted path that an installed package ships: (package, version)."""
+    if not wanted:
+        return {}
+    lookup: dict[str, str] = {}
+    for path in wanted:
+        for alias in path_aliases(path):
+            lookup.setdefault(alias + "\n", path)
+    try:
+        names = sorted(n for n in os.listdir(paths.dpkg_info) if n.endswith(".list"))
+    except OSError:
+        return {}
+    found: dict[str, str] = {}
+    for name in names:
+        try:
+            with open(os.path.join(paths.dpkg_info, name), encoding="utf-8",
+                      errors="surrogateescape") as f:
+                for line in f:
+                    hit = lookup.get(line)
+                    if hit is not None and hit not in found:
+                        found[hit] = name[:-len(".list")]
+        except OSError:
+            continue
+        if len(found) == len(wanted):
+            break
+    if not found:
+        return {}
+    versions = installed_versions(paths)
+    return {path: (pkg, versions.get(pkg, versions.get(pkg.split(":")[0], "")))
+            for path, pkg in found.items()}

@@ -110,3 +110,41 @@ def owner_of(paths: SystemPaths, path: str) -> tuple[str, str] | None:
     except rpm.error:
         return None
     return None
+
+
+def owners(paths: SystemPaths, wanted: set[str]) -> dict[str, tuple[str, str]]:
+    """For each wanted path an installed rpm owns: (package, version)."""
+    out: dict[str, tuple[str, str]] = {}
+    for path in wanted:
+        owner = owner_of(paths, path)
+        if owner is not None:
+            out[path] = owner
+    return out
+
+
+def package_files(paths: SystemPaths, package: str) -> list[str] | None:
+    dbpath, _ = _database(paths)
+    if dbpath is None:
+        return None
+    import rpm
+
+    try:
+        for hdr in _transaction_set(paths, dbpath).dbMatch("name", package):
+            return [_text(f) for f in hdr[rpm.RPMTAG_FILENAMES]]
+    except rpm.error:
+        return None
+    return None
+
+
+def package_version(paths: SystemPaths, package: str) -> str | None:
+    dbpath, _ = _database(paths)
+    if dbpath is None:
+        return None
+    import rpm
+
+    try:
+        for hdr in _transaction_set(paths, dbpath).dbMatch("name", package):
+            return _version(hdr)
+    except rpm.error:
+        return None
+    return None

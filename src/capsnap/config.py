@@ -1,0 +1,57 @@
+"""/etc/capsnap/capsnap.conf: a few `key = value` settings, `#` comments.
+
+    strict = no                     # yes: hooks fail the package manager on errors
+    roots = /usr /bin /sbin /lib* /opt /usr/local /srv   # what --full walks
+
+A bad line is reported and skipped, never fatal: a typo in this file must
+not stop apt.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from capsnap.paths import SystemPaths
+from capsnap.scan import DEFAULT_ROOTS
+
+_BOOLEAN = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}
+
+
+class Config(NamedTuple):
+    strict: bool = False
+    roots: tuple[str, ...] = DEFAULT_ROOTS
+
+
+def load(paths: SystemPaths) -> tuple[Config, list[str]]:
+    """The settings, and one message per line that was skipped."""
+    config = Config()
+    problems: list[str] = []
+    try:
+        with open(paths.config_file, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        return config, problems
+    except (OSError, UnicodeDecodeError) as exc:
+        return config, [f"{paths.config_file}: cannot read: {exc}"]
+    for number, line in enumerate(lines, start=1):
+        body = line.split("#", 1)[0].strip()
+        if not body:
+            continue
+        key, sep, value = (part.strip() for part in body.partition("="))
+        where = f"{paths.config_file}:{number}"
+        if not sep:
+            problems.append(f"{where}: expected 'key = value', skipped")
+        elif key == "strict":
+            if value.lower() not in _BOOLEAN:
+                problems.append(f"{where}: strict must be yes or no, skipped")
+            else:
+                config = config._replace(strict=_BOOLEAN[value.lower()])
+        elif key == "roots":
+            roots = tuple(value.split())
+            if not roots or not all(r.startswith("/") for r in roots):
+                problems.append(f"{where}: roots must be absolute paths, skipped")
+            else:
+                config = config._replace(roots=roots)
+        else:
+            problems.append(f"{where}: unknown setting {key!r}, skipped")
+    return config, problems

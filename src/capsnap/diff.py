@@ -1,0 +1,115 @@
+"""What changed between two snapshots (pure).
+
+Both sides arrive as rows sorted by path and are merged in one pass, so a
+diff of two large snapshots never holds either in memory.  The inode tells
+a stripped capability (same file) from a replaced file (dpkg and rpm write
+every upgraded file as a new inode).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import NamedTuple
+
+from capsnap.store import Row
+
+LOST = "lost"
+GAINED = "gained"
+CHANGED = "changed"
+REPLACED = "replaced"
+REMOVED = "removed"
+NEW = "new"
+KINDS = (LOST, GAINED, CHANGED, REPLACED, REMOVED, NEW)
+DESCRIPTIONS = {
+    LOST: "capability lost",
+    GAINED: "capability gained",
+    CHANGED: "capability changed",
+    REPLACED: "file replaced",
+    REMOVED: "file removed",
+    NEW: "new file with capabilities",
+}
+
+
+class Change(NamedTuple):
+    kind: str
+    path: bytes
+    before: Row | None
+    after: Row | None
+    survived: bool | None = None  # for a replaced file: kept its capabilities?
+
+
+def _classify(a: Row | None, b: Row | None, since_ns: int | None) -> Change | None:
+    path = a.path if a is not None else b.path  # type: ignore[union-attr]
+    had = a is not None and a.raw is not None
+    has = b is not None and b.raw is not None
+    if not had and not has:
+        return None
+    if had and has:
+        assert a is not None and b is not None
+        if a.inode is not None and b.inode is not None and a.inode != b.inode:
+            return Change(REPLACED, path, a, b, survived=a.raw == b.raw)
+        if a.raw != b.raw:
+            return Change(CHANGED, path, a, b)
+        return None
+    if had:
+        assert a is not None
+        if b is None:
+            # The later snapshot did not look at this path with capabilities.
+            return Change(LOST, path, a, None)
+        if not b.present:
+            return Change(REMOVED, path, a, b)
+        if a.inode is not None and b.inode is not None and a.inode != b.inode:
+            return Change(REPLACED, path, a, b, survived=False)
+        return Change(LOST, path, a, b)
+    assert b is not None
+    if a is not None and not a.present:
+        return Change(NEW, path, a, b)
+    if a is None and since_ns is not None and b.btime_ns is not None and b.btime_ns > since_ns:
+        # The earlier snapshot did not record the path; the file was born after it.
+        return Change(NEW, path, a, b)
+    if a is not None and a.inode is not None and b.inode is not None and a.inode != b.inode:
+        return Change(NEW, path, a, b)
+    return Change(GAINED, path, a, b)
+
+
+def compare(before: Iterable[Row], after: Iterable[Row],
+            since_ns: int | None = None) -> Iterator[Change]:
+    """Changes from `before` to `after`, both sorted by path, in path order.
+
+    `since_ns` is when `before` was taken: a file created after it that the
+    earlier snapshot has no record of is new, not merely gained.
+    """
+    left, right = iter(before), iter(after)
+    a, b = next(left, None), next(right, None)
+    while a is not None or b is not None:
+        if b is None or (a is not None and a.path < b.path):
+            change = _classify(a, None, since_ns)
+            a = next(left, None)
+        elif a is None or b.path < a.path:
+            change = _classify(None, b, since_ns)
+            b = next(right, None)
+        else:
+            change = _classify(a, b, since_ns)
+            a, b = next(left, None), next(right, None)
+        if change is not None:
+            yield change
+
+
+def grouped(changes: Iterable[Change]) -> list[Change]:
+    """Changes grouped by kind in the order of KINDS, by path within a kind."""
+    order = {kind: i for i, kind in enumerate(KINDS)}
+    return sorted(changes, key=lambda c: (order[c.kind], c.path))
+
+
+def package_label(before: Row | None, after: Row | None) -> str:
+    """"foo 1.0 -> 1.1", "foo 1.0", "foo 1.0 -> bar 2", or "-"."""
+    a = (before.package, before.version) if before is not None and before.package else None
+    b = (after.package, after.version) if after is not None and after.package else None
+    if a and b:
+        if a[0] == b[0]:
+            return f"{a[0]} {a[1]}" if a[1] == b[1] else f"{a[0]} {a[1]} -> {b[1]}"
+        return f"{a[0]} {a[1]} -> {b[0]} {b[1]}"
+    if a or b:
+        name, version = a or b  # type: ignore[misc]
+        return f"{name} {version}"
+    return "-"

@@ -1,0 +1,141 @@
+"""Take a snapshot of file capabilities: what a scope holds, with its owners.
+
+A snapshot records every file with capabilities in its scope, and also, with
+or without capabilities, the paths that matter for telling changes apart:
+declared paths, the paths that had capabilities in the newest snapshot, and
+(for a package scope) every file of the packages.  For each it keeps inode,
+size and mtime, so a later diff can say "capability stripped" (same inode)
+rather than "file replaced" (new inode, as dpkg and rpm write them).
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable, Iterable, Iterator
+from typing import NamedTuple
+
+from capsnap import captext, fileops, scan, xattr
+from capsnap.errors import AttrFormatError, InvalidInput, OperationFailed
+from capsnap.paths import SystemPaths
+from capsnap.store import Row
+
+
+class Scope(NamedTuple):
+    kind: str  # "full", "package" or "path"
+    items: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        return self.kind if not self.items else f"{self.kind}:{','.join(self.items)}"
+
+    @classmethod
+    def parse(cls, text: str) -> Scope:
+        kind, _, items = text.partition(":")
+        return cls(kind, tuple(items.split(",")) if items else ())
+
+
+def _row(path: bytes, raw: bytes | None, present: bool, known_bits: int,
+         st: os.stat_result | None = None, package: tuple[str, str] | None = None,
+         btime_ns: int | None = None) -> Row:
+    text = rootid = None
+    if raw is not None:
+        try:
+            caps = xattr.decode(raw)
+            text = captext.format_text(caps.capset(), known_bits)
+            rootid = caps.rootid if caps.revision == 3 else None
+        except AttrFormatError:
+            text = f"<malformed {raw.hex()}>"
+    return Row(path, raw, text, rootid, package[0] if package else None,
+               package[1] if package else None, present,
+               st.st_ino if st else None, st.st_size if st else None,
+               st.st_mtime_ns if st else None, btime_ns)
+
+
+def probe(path: str, paths: SystemPaths, known_bits: int) -> Row:
+    """One path as it is now, resolved inside the root like every capsnap path."""
+    encoded = os.fsencode(path)
+    try:
+        with fileops.open_target(path, paths.root) as target:
+            if target.link_target is not None or not stat.S_ISREG(target.st.st_mode):
+                return _row(encoded, None, True, known_bits)  # no inode: not a file
+            raw = fileops.read_raw(target)
+            btime = fileops.birth_time_ns(fd=target.fd) if raw is not None else None
+            return _row(encoded, raw, True, known_bits, target.st, btime_ns=btime)
+    except OperationFailed:
+        return _row(encoded, None, False, known_bits)
+
+
+def _package_files(paths: SystemPaths, package: str) -> tuple[list[str], tuple[str, str]]:
+    from capsnap.declarations import dpkg, rpm
+
+    files = dpkg.package_files(paths, package)
+    if files is not None:
+        versions = dpkg.installed_versions(paths)
+        return files, (package, versions.get(package, versions.get(package.split(":")[0], "")))
+    files = rpm.package_files(paths, package)
+    if files is not None:
+        return files, (package, rpm.package_version(paths, package) or "")
+    raise InvalidInput(f"package {package!r} is not installed in {paths.root} (neither dpkg "
+                       "nor rpm knows it)")
+
+
+def attribute(paths: SystemPaths, rows: list[Row]) -> list[Row]:
+    """Fill in the owning package and version where a package ships the path."""
+    from capsnap.declarations import dpkg, rpm
+
+    wanted = {os.fsdecode(r.path) for r in rows if r.package is None}
+    owners = dpkg.owners(paths, wanted)
+    rest = wanted - owners.keys()
+    if rest:
+        owners.update(rpm.owners(paths, rest))
+    out = []
+    for r in rows:
+        owner = owners.get(os.fsdecode(r.path)) if r.package is None else None
+        out.append(r._replace(package=owner[0], version=owner[1]) if owner else r)
+    return out
+
+
+def live_rows(paths: SystemPaths, scope: Scope, known_bits: int,
+              extra: Iterable[bytes] = (), stats: scan.WalkStats | None = None,
+              progress: Callable[[scan.WalkStats], None] | None = None,
+              roots: tuple[str, ...] = scan.DEFAULT_ROOTS) -> Iterator[Row]:
+    """The rows of a snapshot of `scope` taken now, in path order."""
+    stats = stats if stats is not None else scan.WalkStats()
+    rows: dict[bytes, Row] = {}
+    to_walk: list[str] = []
+    if scope.kind == "full":
+        to_walk = scan.expand_roots(paths.root, roots)
+    elif scope.kind == "package":
+        for package in scope.items:
+            files, owner = _package_files(paths, package)
+            for path in files:
+                row = probe(path, paths, known_bits)
+                if not row.present or row.inode is not None:  # files, not directories
+                    rows[row.path] = row._replace(package=owner[0], version=owner[1])
+    elif scope.kind == "path":
+        for path in scope.items:
+            if scan.is_pseudo(path):
+                raise InvalidInput(f"{path}: a pseudo filesystem; capsnap never walks "
+                                   f"{', '.join(scan.PSEUDO)}")
+            host = paths.inside(path)
+            if os.path.isdir(host) and not os.path.islink(host):
+                to_walk.append(host)
+            else:
+                row = probe(path, paths, known_bits)
+                rows[row.path] = row
+    else:
+        raise InvalidInput(f"unknown snapshot scope {scope.kind!r}")
+    for found in scan.walk(to_walk, paths.root, stats, progress):
+        rows[found.path] = Row(found.path, found.raw, None, None, None, None, True,
+                               found.inode, found.size, found.mtime_ns, found.btime_ns)
+    for wanted in extra:
+        if wanted not in rows:
+            rows[wanted] = probe(os.fsdecode(wanted), paths, known_bits)
+    finished = []
+    for row in rows.values():
+        if row.raw is not None and row.text is None:
+            row = _row(row.path, row.raw, True, known_bits, None)._replace(
+                inode=row.inode, size=row.size, mtime_ns=row.mtime_ns, package=row.package,
+                version=row.version, btime_ns=row.btime_ns)
+        finished.append(row)
+    yield from sorted(attribute(paths, finished), key=lambda r: r.path)

@@ -1,0 +1,377 @@
+"""The snapshot store: SQLite in /var/lib/capsnap/capsnap.db of the root.
+
+WAL mode, so readers never wait for a writer; every write in one
+transaction; an exclusive lock file beside the database so that two capsnap
+runs (say apt's post-invoke hook and an administrator's snapshot) never
+interleave their writes.  A file that is not capsnap's database is never
+touched: capsnap says so and stops.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import NamedTuple
+
+from capsnap.errors import CapsnapError, InvalidInput, OperationFailed
+
+APPLICATION = "capsnap"
+_SNAPSHOT_COLUMNS = "id, created, created_ns, label, scope, root, transaction_id, phase, entries"
+SCHEMA_VERSION = 1
+
+
+class StoreError(OperationFailed):
+    """The database cannot be used as it is; the message says what to do."""
+
+
+class Row(NamedTuple):
+    """What one snapshot knows of one path."""
+
+    path: bytes
+    raw: bytes | None  # the security.capability value; None: none
+    text: str | None  # canonical text of raw
+    rootid: int | None  # for revision 3
+    package: str | None
+    version: str | None
+    present: bool  # False: the file did not exist
+    inode: int | None = None
+    size: int | None = None
+    mtime_ns: int | None = None
+    btime_ns: int | None = None  # creation time, where the filesystem keeps one
+
+
+class Snapshot(NamedTuple):
+    id: int
+    created: str
+    created_ns: int
+    label: str | None
+    scope: str
+    root: str
+    transaction_id: int | None
+    phase: str | None  # "before" or "after" when a hook took it
+    entries: int
+
+
+class Transaction(NamedTuple):
+    id: int
+    manager: str
+    started: str
+    before_id: int | None
+    after_id: int | None
+    packages: tuple[tuple[str, str | None, str | None], ...]  # name, old, new
+
+
+def _migration_1(db: sqlite3.Connection) -> None:
+    # One statement at a time: executescript() would commit the surrounding
+    # transaction, and a half-migrated database must never be left behind.
+    _run_script(db, """
+        CREATE TABLE snapshots (
+            id INTEGER PRIMARY KEY,
+            created TEXT NOT NULL,
+            created_ns INTEGER NOT NULL,
+            label TEXT UNIQUE,
+            scope TEXT NOT NULL,
+            root TEXT NOT NULL,
+            transaction_id INTEGER REFERENCES transactions(id) ON DELETE SET NULL,
+            phase TEXT,
+            entries INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE transactions (
+            id INTEGER PRIMARY KEY,
+            manager TEXT NOT NULL,
+            started TEXT NOT NULL
+        );
+        CREATE TABLE transaction_packages (
+            transaction_id INTEGER NOT NULL REFERENCES transactions(id) ON DELETE CASCADE,
+            package TEXT NOT NULL,
+            old_version TEXT,
+            new_version TEXT,
+            PRIMARY KEY (transaction_id, package)
+        );
+        CREATE TABLE entries (
+            snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
+            path BLOB NOT NULL,
+            raw BLOB,
+            text TEXT,
+            rootid INTEGER,
+            package TEXT,
+            version TEXT,
+            present INTEGER NOT NULL,
+            inode INTEGER,
+            size INTEGER,
+            mtime_ns INTEGER,
+            btime_ns INTEGER,
+            PRIMARY KEY (snapshot_id, path)
+        ) WITHOUT ROWID;
+    """)
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+# Index n upgrades a database of schema version n to n + 1.
+MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_migration_1,)
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
+
+
+class Store:
+    """An open snapshot store.  Use as a context manager."""
+
+    def __init__(self, path: str, create: bool = True) -> None:
+        self.path = path
+        self._lock_fd: int | None = None
+        if not create and not os.path.exists(path):
+            raise StoreError(f"{path}: no snapshot database yet (take one with "
+                             "'capsnap snapshot')")
+        try:
+            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+            self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{path}: cannot open the snapshot database: {exc}") from None
+        try:
+            self._prepare()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise StoreError(f"{path}: not a usable SQLite database ({exc}); capsnap leaves "
+                             "it alone: move it aside to start a new one") from None
+        except CapsnapError:
+            self.db.close()
+            raise
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.unlock()
+        self.db.close()
+
+    def _prepare(self) -> None:
+        db = self.db
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "capsnap_meta" not in tables:
+            raise StoreError(f"{self.path}: a SQLite database that is not capsnap's (tables: "
+                             f"{', '.join(sorted(tables))}); capsnap leaves it alone: choose "
+                             "another --db")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA synchronous=NORMAL")
+        if not tables:
+            with self.locked(), self.transaction():
+                # Re-check under the lock: another run may have created it.
+                if not db.execute("SELECT 1 FROM sqlite_master WHERE name='capsnap_meta'") \
+                        .fetchone():
+                    db.execute("CREATE TABLE capsnap_meta (key TEXT PRIMARY KEY, value TEXT)")
+                    db.execute("INSERT INTO capsnap_meta VALUES ('application', ?), "
+                               "('schema_version', '0')", (APPLICATION,))
+        meta = dict(db.execute("SELECT key, value FROM capsnap_meta").fetchall())
+        if meta.get("application") != APPLICATION:
+            raise StoreError(f"{self.path}: not a capsnap database; capsnap leaves it alone")
+        version = int(meta.get("schema_version", "0"))
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: made by a newer capsnap (schema {version}, this "
+                             f"one knows {SCHEMA_VERSION}); upgrade capsnap")
+        if version < SCHEMA_VERSION:
+            with self.locked(), self.transaction():
+                current = int(db.execute("SELECT value FROM capsnap_meta WHERE "
+                                         "key='schema_version'").fetchone()[0])
+                for step in range(current, SCHEMA_VERSION):
+                    MIGRATIONS[step](db)
+                db.execute("UPDATE capsnap_meta SET value=? WHERE key='schema_version'",
+                           (str(SCHEMA_VERSION),))
+
+    # --- locking and transactions ------------------------------------------
+
+    def lock(self) -> None:
+        if self._lock_fd is not None:
+            return
+        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self._lock_fd = fd
+
+    def unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def locked(self) -> _Locked:
+        return _Locked(self)
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+    # --- snapshots -----------------------------------------------------------
+
+    def add_snapshot(self, scope: str, root: str, rows: Iterable[Row],
+                     label: str | None = None, transaction_id: int | None = None,
+                     phase: str | None = None) -> int:
+        """Store a snapshot and its rows in one transaction; its id."""
+        if label is not None:
+            _check_label(label)
+        with self.locked(), self.transaction():
+            if label is not None and self.db.execute(
+                    "SELECT 1 FROM snapshots WHERE label=?", (label,)).fetchone():
+                raise InvalidInput(f"a snapshot is already labelled {label!r} (labels are "
+                                   "unique; see 'capsnap snapshots')")
+            cur = self.db.execute(
+                "INSERT INTO snapshots (created, created_ns, label, scope, root, transaction_id, "
+                "phase) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (_now(), time.time_ns(), label, scope, root, transaction_id, phase))
+            snapshot_id = int(cur.lastrowid or 0)
+            batch: list[tuple[object, ...]] = []
+            for row in rows:
+                batch.append((snapshot_id, *row))
+                if len(batch) >= 2000:
+                    self._insert(batch)
+                    batch = []
+            self._insert(batch)
+            self.db.execute("UPDATE snapshots SET entries=(SELECT count(*) FROM entries "
+                            "WHERE snapshot_id=? AND raw IS NOT NULL) WHERE id=?",
+                            (snapshot_id, snapshot_id))
+            return snapshot_id
+
+    def _insert(self, batch: list[tuple[object, ...]]) -> None:
+        if batch:
+            self.db.executemany("INSERT OR REPLACE INTO entries VALUES "
+                                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+
+    def snapshots(self) -> list[Snapshot]:
+        return [Snapshot(*r) for r in self.db.execute(
+            f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots ORDER BY id DESC")]
+
+    def find(self, ref: str) -> Snapshot:
+        """A snapshot by id or label; exit 2 when there is none."""
+        row = None
+        if ref.isdigit():
+            row = self.db.execute(f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE id=?",
+                                  (int(ref),)).fetchone()
+        if row is None:
+            row = self.db.execute(f"SELECT {_SNAPSHOT_COLUMNS} FROM snapshots WHERE label=?",
+                                  (ref,)).fetchone()
+        if row is None:
+            raise InvalidInput(f"no snapshot {ref!r} in {self.path}; 'capsnap snapshots' "
+                               "lists the ids and labels there are")
+        return Snapshot(*row)
+
+    def rows(self, snapshot_id: int) -> Iterator[Row]:
+        """The rows of a snapshot, in path order (streamed, not loaded)."""
+        cur = self.db.execute(
+            "SELECT path, raw, text, rootid, package, version, present, inode, size, "
+            "mtime_ns, btime_ns FROM entries WHERE snapshot_id=? ORDER BY path",
+            (snapshot_id,))
+        for r in cur:
+            yield Row(bytes(r[0]), None if r[1] is None else bytes(r[1]), r[2], r[3], r[4],
+                      r[5], bool(r[6]), r[7], r[8], r[9], r[10])
+
+    def latest_with_caps(self) -> list[bytes]:
+        """Paths with capabilities in the newest snapshot: tracked by the next one."""
+        row = self.db.execute("SELECT max(id) FROM snapshots").fetchone()
+        if row is None or row[0] is None:
+            return []
+        return [bytes(r[0]) for r in self.db.execute(
+            "SELECT path FROM entries WHERE snapshot_id=? AND raw IS NOT NULL", (row[0],))]
+
+    def prune(self, keep: int) -> int:
+        """Delete all but the `keep` newest snapshots; how many went."""
+        if keep < 0:
+            raise InvalidInput("--keep must be 0 or more")
+        with self.locked(), self.transaction():
+            doomed = [r[0] for r in self.db.execute(
+                "SELECT id FROM snapshots ORDER BY id DESC LIMIT -1 OFFSET ?", (keep,))]
+            self.db.executemany("DELETE FROM snapshots WHERE id=?", [(i,) for i in doomed])
+            self.db.execute("DELETE FROM transactions WHERE id NOT IN (SELECT "
+                            "transaction_id FROM snapshots WHERE transaction_id IS NOT NULL)")
+        return len(doomed)
+
+    # --- package-manager transactions --------------------------------------
+
+    def begin_transaction(self, manager: str,
+                          packages: Iterable[tuple[str, str | None, str | None]]) -> int:
+        with self.locked(), self.transaction():
+            cur = self.db.execute("INSERT INTO transactions (manager, started) VALUES (?, ?)",
+                                  (manager, _now()))
+            tid = int(cur.lastrowid or 0)
+            self.db.executemany("INSERT OR REPLACE INTO transaction_packages VALUES "
+                                "(?, ?, ?, ?)", [(tid, *p) for p in packages])
+            return tid
+
+    def add_transaction_packages(self, tid: int,
+                                 packages: Iterable[tuple[str, str | None, str | None]]) \
+            -> None:
+        with self.locked(), self.transaction():
+            for name, old, new in packages:
+                known = self.db.execute("SELECT old_version FROM transaction_packages WHERE "
+                                        "transaction_id=? AND package=?",
+                                        (tid, name)).fetchone()
+                self.db.execute("INSERT OR REPLACE INTO transaction_packages VALUES "
+                                "(?, ?, ?, ?)", (tid, name, known[0] if known else old, new))
+
+    def open_transaction(self) -> int | None:
+        """The newest transaction that has a before snapshot and no after one."""
+        row = self.db.execute(
+            "SELECT t.id FROM transactions t WHERE NOT EXISTS (SELECT 1 FROM snapshots s "
+            "WHERE s.transaction_id=t.id AND s.phase='after') ORDER BY t.id DESC "
+            "LIMIT 1").fetchone()
+        return int(row[0]) if row else None
+
+    def transaction_info(self, tid: int) -> Transaction:
+        row = self.db.execute("SELECT id, manager, started FROM transactions WHERE id=?",
+                              (tid,)).fetchone()
+        if row is None:
+            raise InvalidInput(f"no transaction {tid}")
+        snaps = dict(self.db.execute("SELECT phase, max(id) FROM snapshots WHERE "
+                                     "transaction_id=? GROUP BY phase", (tid,)).fetchall())
+        packages = tuple(self.db.execute(
+            "SELECT package, old_version, new_version FROM transaction_packages WHERE "
+            "transaction_id=? ORDER BY package", (tid,)).fetchall())
+        return Transaction(row[0], row[1], row[2], snaps.get("before"), snaps.get("after"),
+                           packages)
+
+    def last_complete_transaction(self) -> Transaction | None:
+        row = self.db.execute(
+            "SELECT transaction_id FROM snapshots WHERE phase='after' AND transaction_id IN "
+            "(SELECT transaction_id FROM snapshots WHERE phase='before') ORDER BY id DESC "
+            "LIMIT 1").fetchone()
+        return self.transaction_info(row[0]) if row else None
+
+
+class _Locked:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.outer = False
+
+    def __enter__(self) -> None:
+        self.outer = self.store._lock_fd is None
+        self.store.lock()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.outer:
+            self.store.unlock()
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, *exc: object) -> None:
+        self.db.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def _check_label(label: str) -> None:
+    if not label or label.isdigit() or any(c.isspace() for c in label):
+        raise InvalidInput(f"label {label!r}: use a word that is not a number, "
+                           "without spaces")
