@@ -424,14 +424,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
         else:
             first = store.find(args.snapshots[0])
             second = store.find(args.snapshots[1]) if len(args.snapshots) > 1 else None
-        before_rows = store.rows(first.id)
         if second is not None:
-            after_rows = store.rows(second.id)
+            changes = diff.grouped(diff.compare_pairs(store.changed_pairs(first.id, second.id),
+                                                      first.created_ns))
         else:
             tracked = [r.path for r in store.rows(first.id)]
-            after_rows = live_rows(args.paths_, Scope.parse(first.scope), _known_bits(),
-                                   extra=tracked)
-        changes = diff.grouped(diff.compare(before_rows, after_rows, first.created_ns))
+            live = live_rows(args.paths_, Scope.parse(first.scope), _known_bits(),
+                             extra=tracked)
+            changes = diff.grouped(diff.compare(store.rows(first.id), live, first.created_ns))
     if args.json:
         _print_json({
             "from": _snapshot_json(first),

@@ -95,6 +95,15 @@ def compare(before: Iterable[Row], after: Iterable[Row],
             yield change
 
 
+def compare_pairs(pairs: Iterable[tuple[Row | None, Row | None]],
+                  since_ns: int | None = None) -> Iterator[Change]:
+    """Changes from pairs of rows already matched by path (see Store.changed_pairs)."""
+    for a, b in pairs:
+        change = _classify(a, b, since_ns)
+        if change is not None:
+            yield change
+
+
 def grouped(changes: Iterable[Change]) -> list[Change]:
     """Changes grouped by kind in the order of KINDS, by path within a kind."""
     order = {kind: i for i, kind in enumerate(KINDS)}

@@ -14,7 +14,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from capsnap.errors import CapsnapError, InvalidInput, OperationFailed
 
@@ -271,8 +271,30 @@ class Store:
             "mtime_ns, btime_ns FROM entries WHERE snapshot_id=? ORDER BY path",
             (snapshot_id,))
         for r in cur:
-            yield Row(bytes(r[0]), None if r[1] is None else bytes(r[1]), r[2], r[3], r[4],
-                      r[5], bool(r[6]), r[7], r[8], r[9], r[10])
+            yield Row(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9], r[10])
+
+    def changed_pairs(self, before_id: int, after_id: int) \
+            -> Iterator[tuple[Row | None, Row | None]]:
+        """(before, after) for each path whose row differs, in path order.
+
+        The join runs inside SQLite on the (snapshot, path) key, so unchanged
+        rows, usually nearly all of them, never become Python objects.
+        """
+        columns = ("path, raw, text, rootid, package, version, present, inode, size, "
+                   "mtime_ns, btime_ns")
+        a_cols = ", ".join(f"a.{c.strip()}" for c in columns.split(","))
+        b_cols = ", ".join(f"b.{c.strip()}" for c in columns.split(","))
+        cur = self.db.execute(
+            f"SELECT {a_cols}, {b_cols} FROM entries a LEFT JOIN entries b "
+            "ON b.snapshot_id=? AND b.path=a.path WHERE a.snapshot_id=? AND "
+            "(b.path IS NULL OR a.raw IS NOT b.raw OR a.inode IS NOT b.inode OR "
+            "a.present IS NOT b.present) "
+            f"UNION ALL SELECT {', '.join(['NULL'] * 11)}, {b_cols} FROM entries b "
+            "WHERE b.snapshot_id=? AND NOT EXISTS (SELECT 1 FROM entries a WHERE "
+            "a.snapshot_id=? AND a.path=b.path) ORDER BY 1",
+            (after_id, before_id, after_id, before_id))
+        for r in cur:
+            yield _row_of(r[:11]), _row_of(r[11:])
 
     def latest_with_caps(self) -> list[bytes]:
         """Paths with capabilities in the newest snapshot: tracked by the next one."""
@@ -344,6 +366,12 @@ class Store:
             "(SELECT transaction_id FROM snapshots WHERE phase='before') ORDER BY id DESC "
             "LIMIT 1").fetchone()
         return self.transaction_info(row[0]) if row else None
+
+
+def _row_of(r: Sequence[Any]) -> Row | None:
+    if r[0] is None:
+        return None
+    return Row(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9], r[10])
 
 
 class _Locked:

@@ -1,0 +1,153 @@
+"""Benchmarks for snapshots and diff (issue 4).  Run as root:
+
+    .venv/bin/python benchmarks/bench_snapshot.py walk [--runs N]
+    .venv/bin/python benchmarks/bench_snapshot.py memory [--files N ...]
+    .venv/bin/python benchmarks/bench_snapshot.py diff [--entries N] [--runs N]
+
+walk:   `capsnap snapshot --path /usr` (the --full walker on /usr alone) against
+        `getcap -r /usr`, alternating runs, ratio of medians.
+memory: peak RSS of a snapshot walk of generated trees of N empty files, a few
+        of them with capabilities; it must not grow with N.
+diff:   `capsnap diff A B` of two stored snapshots of N entries each (a tenth of
+        them changed) against `comm -3` over the sorted `path text` lines.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CAPSNAP = ["/usr/bin/python3", "-c", "from capsnap.cli import run; run()"]
+
+
+def env() -> dict[str, str]:
+    subprocess.run(["/usr/bin/python3", "-m", "compileall", "-q", str(REPO / "src")],
+                   check=True, capture_output=True, env=dict(os.environ,
+                                                             PYTHONDONTWRITEBYTECODE=""))
+    out = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    out.pop("PYTHONDONTWRITEBYTECODE", None)
+    return out
+
+
+def timed(cmd: list[str], environ: dict[str, str] | None = None,
+          ok: tuple[int, ...] = (0,)) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, env=environ)
+    elapsed = time.perf_counter() - start
+    if proc.returncode not in ok:
+        sys.exit(f"{cmd} failed ({proc.returncode}): {proc.stderr.decode()}")
+    return elapsed
+
+
+def bench_walk(runs: int) -> None:
+    environ = env()
+    ours, theirs = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "c.db")
+        for _ in range(runs):
+            theirs.append(timed(["getcap", "-r", "/usr"]))
+            ours.append(timed([*CAPSNAP, "--db", db, "snapshot", "--path", "/usr"], environ))
+            os.unlink(db)
+    files = subprocess.run(["find", "/usr", "-xdev", "-type", "f"], capture_output=True,
+                           check=True).stdout.count(b"\n")
+    o, t = statistics.median(ours), statistics.median(theirs)
+    print(f"/usr: {files} regular files; {runs} alternating runs, medians")
+    print(f"getcap -r /usr              {t * 1000:8.1f} ms")
+    print(f"capsnap snapshot --path /usr {o * 1000:7.1f} ms   ratio {o / t:.2f}")
+
+
+def make_tree(top: Path, files: int, with_caps: int = 10) -> None:
+    per_dir = 1000
+    for d in range((files + per_dir - 1) // per_dir):
+        directory = top / f"d{d // 100:03d}" / f"{d % 100:02d}"
+        directory.mkdir(parents=True)
+        for f in range(min(per_dir, files - d * per_dir)):
+            (directory / f"f{f:04d}").touch()
+    for n in range(with_caps):
+        target = top / f"capfile{n}"
+        shutil.copyfile("/bin/true", target)
+        subprocess.run(["setcap", "cap_net_raw=ep", str(target)], check=True)
+
+
+def bench_memory(sizes: list[int]) -> None:
+    environ = env()
+    for files in sizes:
+        with tempfile.TemporaryDirectory(dir="/var/tmp") as tmp:
+            top = Path(tmp) / "tree"
+            start = time.perf_counter()
+            make_tree(top, files)
+            made = time.perf_counter() - start
+            db = os.path.join(tmp, "c.db")
+            proc = subprocess.run(["/usr/bin/time", "-f", "%M %e", *CAPSNAP, "--db", db,
+                                   "snapshot", "--path", str(top)], capture_output=True,
+                                  env=environ, text=True)
+            if proc.returncode != 0:
+                sys.exit(proc.stderr)
+            peak_kb, seconds = proc.stderr.split()[-2:]
+            print(f"{files:>9} files (made in {made:.0f} s): peak RSS {int(peak_kb) / 1024:.1f} "
+                  f"MiB, walk {float(seconds):.2f} s; {proc.stdout.strip()}")
+
+
+def bench_diff(entries: int, runs: int) -> None:
+    sys.path.insert(0, str(REPO / "src"))
+    from capsnap.store import Row, Store
+
+    environ = env()
+    raw_a = bytes.fromhex("0100000200200000000000000000000000000000")
+    raw_b = bytes.fromhex("0100000200100000000000000000000000000000")
+    with tempfile.TemporaryDirectory() as tmp:
+        db = os.path.join(tmp, "c.db")
+
+        def rows(changed: bool) -> list[Row]:
+            out = []
+            for n in range(entries):
+                raw = raw_b if changed and n % 10 == 0 else raw_a
+                text = "cap_net_admin=ep" if raw == raw_b else "cap_net_raw=ep"
+                out.append(Row(f"/usr/lib/bench/{n:08d}".encode(), raw, text, None, "pkg",
+                               "1", True, n, 1, 1, None))
+            return out
+
+        with Store(db) as store:
+            store.add_snapshot("full", "/", rows(False), label="a")
+            store.add_snapshot("full", "/", rows(True), label="b")
+        for name, changed in (("a.txt", False), ("b.txt", True)):
+            with open(os.path.join(tmp, name), "w") as f:
+                for r in rows(changed):
+                    f.write(f"{r.path.decode()} {r.text}\n")
+        ours, theirs = [], []
+        for _ in range(runs):
+            ours.append(timed([*CAPSNAP, "--db", db, "diff", "a", "b"], environ, ok=(1,)))
+            theirs.append(timed(["sh", "-c", f"cd {tmp} && LC_ALL=C comm -3 a.txt b.txt"]))
+        o, t = statistics.median(ours), statistics.median(theirs)
+        print(f"{entries} entries per snapshot, {entries // 10} changed; {runs} runs, medians")
+        print(f"comm -3 over sorted text   {t * 1000:8.1f} ms")
+        print(f"capsnap diff a b           {o * 1000:8.1f} ms   ratio {o / t:.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("what", choices=["walk", "memory", "diff"])
+    parser.add_argument("--runs", type=int, default=11)
+    parser.add_argument("--files", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--entries", type=int, default=100_000)
+    args = parser.parse_args()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
+    if args.what == "walk":
+        bench_walk(args.runs)
+    elif args.what == "memory":
+        bench_memory(args.files)
+    else:
+        bench_diff(args.entries, args.runs)
+
+
+if __name__ == "__main__":
+    main()

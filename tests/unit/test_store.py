@@ -1,0 +1,130 @@
+"""The SQLite snapshot store: schema, refusals, locking, pruning."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from capsnap.errors import InvalidInput
+from capsnap.store import SCHEMA_VERSION, Row, Store, StoreError
+
+
+def rows(n: int, prefix: bytes = b"/usr/bin/") -> list[Row]:
+    return [Row(prefix + f"{i:06d}".encode(), b"\x01\x00\x00\x02" + bytes(16), "x", None,
+                None, None, True, i, 1, 1, None) for i in range(n)]
+
+
+def test_create_add_list_find_rows(tmp_path: Path) -> None:
+    db = tmp_path / "var/lib/capsnap/capsnap.db"
+    with Store(str(db)) as store:
+        first = store.add_snapshot("full", "/", rows(3), label="before")
+        second = store.add_snapshot("full", "/", rows(5))
+        assert [s.id for s in store.snapshots()] == [second, first]
+        assert store.find("before").id == first
+        assert store.find(str(second)).entries == 5
+        assert [r.path for r in store.rows(first)] == [r.path for r in rows(3)]
+        with pytest.raises(InvalidInput) as info:
+            store.find("nope")
+        assert "capsnap snapshots" in str(info.value) and info.value.exit_code == 2
+        with pytest.raises(InvalidInput):
+            store.add_snapshot("full", "/", [], label="before")
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert dict(con.execute("SELECT key, value FROM capsnap_meta"))["schema_version"] == \
+        str(SCHEMA_VERSION)
+
+
+def test_a_failed_snapshot_leaves_nothing_behind(tmp_path: Path) -> None:
+    def broken() -> list[Row]:
+        yield from rows(10)
+        raise RuntimeError("walk died")
+
+    with Store(str(tmp_path / "c.db")) as store:
+        with pytest.raises(RuntimeError):
+            store.add_snapshot("full", "/", broken())
+        assert store.snapshots() == []
+
+
+def test_foreign_and_corrupt_files_are_refused_and_untouched(tmp_path: Path) -> None:
+    garbage = tmp_path / "garbage.db"
+    garbage.write_bytes(b"this is not sqlite at all" * 100)
+    before = garbage.read_bytes()
+    with pytest.raises(StoreError) as info:
+        Store(str(garbage))
+    assert "leaves it alone" in str(info.value)
+    assert garbage.read_bytes() == before
+
+    foreign = tmp_path / "foreign.db"
+    con = sqlite3.connect(foreign)
+    con.execute("CREATE TABLE accounts (id INTEGER)")
+    con.commit()
+    con.close()
+    before = foreign.read_bytes()
+    with pytest.raises(StoreError) as info:
+        Store(str(foreign))
+    assert "not capsnap's" in str(info.value) and "accounts" in str(info.value)
+    assert foreign.read_bytes() == before
+
+
+def test_newer_schema_is_refused(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    Store(str(db)).close()
+    con = sqlite3.connect(db)
+    con.execute("UPDATE capsnap_meta SET value='99' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(StoreError) as info:
+        Store(str(db))
+    assert "newer capsnap" in str(info.value)
+
+
+def test_concurrent_writers_do_not_interleave(tmp_path: Path) -> None:
+    db = str(tmp_path / "c.db")
+    Store(db).close()
+    errors: list[BaseException] = []
+
+    def write(tag: bytes) -> None:
+        try:
+            with Store(db) as store:
+                for _ in range(5):
+                    store.add_snapshot("full", "/", rows(500, b"/" + tag + b"/"))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write, args=(t,)) for t in (b"a", b"b", b"c")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    with Store(db) as store:
+        snaps = store.snapshots()
+        assert len(snaps) == 15
+        for snap in snaps:
+            paths = [r.path for r in store.rows(snap.id)]
+            assert len(paths) == 500
+            assert len({p.split(b"/")[1] for p in paths}) == 1  # one writer's rows each
+
+
+def test_prune_and_transactions(tmp_path: Path) -> None:
+    with Store(str(tmp_path / "c.db")) as store:
+        tid = store.begin_transaction("apt", [("foo", "1.0", "1.1")])
+        before = store.add_snapshot("package:foo", "/", rows(1), transaction_id=tid,
+                                    phase="before")
+        assert store.open_transaction() == tid
+        store.add_transaction_packages(tid, [("foo", "0.9", "1.2"), ("bar", None, "2")])
+        after = store.add_snapshot("package:foo", "/", rows(1), transaction_id=tid,
+                                   phase="after")
+        assert store.open_transaction() is None
+        info = store.last_complete_transaction()
+        assert info is not None
+        assert (info.before_id, info.after_id) == (before, after)
+        assert info.packages == (("bar", None, "2"), ("foo", "1.0", "1.2"))
+        for _ in range(3):
+            store.add_snapshot("full", "/", rows(2))
+        assert store.prune(2) == 3
+        assert len(store.snapshots()) == 2
+        assert store.last_complete_transaction() is None
