@@ -310,14 +310,16 @@ def parse_file_caps(text: str, known_bits: int = len(CAP_NAMES)) -> CapSet:
 
 
 @functools.lru_cache(maxsize=256)
-def format_text(caps: CapSet, known_bits: int = len(CAP_NAMES)) -> str:
+def format_text(caps: CapSet, known_bits: int = len(CAP_NAMES), numeric: bool = False) -> str:
     """Canonical text, byte for byte as cap_to_text(3) (and getcap) print it.
 
     libcap picks the flag combination shared by most of the kernel's known
     capabilities as the "=" base, preferring fewer flags on a tie, then lists
     the other combinations from 'eip' down to 'e'; capabilities the kernel
-    does not know are appended by number.
+    does not know are appended by number.  `numeric` writes every capability
+    as its number, which any libcap accepts, even one older than the name.
     """
+    name = str if numeric else cap_name
     known = min(known_bits, MAX_BITS)
     e, p, i = caps.effective, caps.permitted, caps.inheritable
     flags = [(e >> n & 1) | (p >> n & 1) << 1 | (i >> n & 1) << 2 for n in range(MAX_BITS)]
@@ -332,7 +334,7 @@ def format_text(caps: CapSet, known_bits: int = len(CAP_NAMES)) -> str:
     for t in range(7, -1, -1):
         if t == base or not histogram[t]:
             continue
-        names = ",".join(cap_name(n) for n in range(known) if flags[n] == t)
+        names = ",".join(name(n) for n in range(known) if flags[n] == t)
         clause = " " + names
         raised = t & ~base
         if raised:
@@ -348,7 +350,7 @@ def format_text(caps: CapSet, known_bits: int = len(CAP_NAMES)) -> str:
             clause += "-" + _flag_letters(lowered)
         out += clause
     for t in range(7, 0, -1):
-        names = ",".join(cap_name(n) for n in range(known, MAX_BITS) if flags[n] == t)
+        names = ",".join(name(n) for n in range(known, MAX_BITS) if flags[n] == t)
         if names:
             out += " " + names + "+" + _flag_letters(t)
     return out

@@ -264,7 +264,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     items = reapply.select(catalogue.resolve(), args.package)
     findings = reapply.check(items, args.paths_, _known_bits())
     _report(findings, args.json, catalogue.problems)
-    bad = catalogue.problems or any(f.status != reapply.OK for f in findings)
+    bad = catalogue.problems or any(f.status not in reapply.IN_PLACE for f in findings)
     return EXIT_DIFFERENT if bad else EXIT_OK
 
 
@@ -277,6 +277,10 @@ def cmd_reapply(args: argparse.Namespace) -> int:
                                           dry_run=args.dry_run)
     if log_error:
         warn(log_error)
+    for f in findings:
+        # Said on stderr too: maintainer scripts and hooks discard stdout.
+        if f.status in (reapply.FALLBACK, reapply.FAILED):
+            warn(f"{f.path}: {f.detail}")
     _report(findings, args.json, catalogue.problems)
     done = reapply.IN_PLACE | ({reapply.WOULD_RESTORE} if args.dry_run else set())
     bad = catalogue.problems or any(f.status not in done for f in findings)
@@ -480,6 +484,41 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- packaging: generate / forget -------------------------------------------------
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from capsnap import generate
+
+    entries = generate.read_declarations(args.from_)
+    package = args.package or os.path.basename(args.from_).split(".", 1)[0]
+    produced = generate.artifacts(args.kind, entries, package, strict=args.strict)
+    if args.only:
+        if args.only not in produced:
+            from capsnap.errors import InvalidInput
+            raise InvalidInput(f"no artifact {args.only!r} for {args.kind} (there are: "
+                               f"{', '.join(produced)})")
+        produced = {args.only: produced[args.only]}
+    if args.output:
+        for path in generate.write(args.output, produced, package):
+            if args.verbose:
+                _err(f"wrote {path}")
+    elif len(produced) == 1:
+        sys.stdout.write(next(iter(produced.values())))
+    else:
+        for name, content in produced.items():
+            sys.stdout.write(f"==> {name} <==\n{content}\n")
+    return EXIT_OK
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    from capsnap import reapply
+
+    forgotten = reapply.forget(args.paths_, args.package)
+    if args.verbose:
+        _err(f"forgot {forgotten} record{'s' if forgotten != 1 else ''} of {args.package}")
+    return EXIT_OK
+
+
 # --- argument parsing --------------------------------------------------------
 
 def _rootid(text: str) -> int:
@@ -587,6 +626,21 @@ def _args_prune(p: argparse.ArgumentParser) -> None:
                    help="how many of the newest snapshots to keep")
 
 
+def _args_generate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kind", choices=["deb", "rpm"])
+    p.add_argument("--from", dest="from_", required=True, metavar="FILE",
+                   help="the declaration file, e.g. debian/foo.capabilities")
+    p.add_argument("--package", metavar="P", help="the package (default: from FILE's name)")
+    p.add_argument("--output", metavar="DIR", help="write the artifacts into DIR")
+    p.add_argument("--only", metavar="NAME", help="just this artifact (e.g. postinst)")
+    p.add_argument("--strict", action="store_true",
+                   help="maintainer scripts fail when capabilities cannot be applied")
+
+
+def _args_forget(p: argparse.ArgumentParser) -> None:
+    p.add_argument("package", metavar="PACKAGE")
+
+
 Command = tuple[Callable[[argparse.Namespace], int], str,
                 Callable[[argparse.ArgumentParser], None]]
 COMMANDS: dict[str, Command] = {
@@ -605,6 +659,9 @@ COMMANDS: dict[str, Command] = {
     "diff": (cmd_diff, "show what capabilities changed, and through which package",
              _args_diff),
     "prune": (cmd_prune, "delete old snapshots", _args_prune),
+    "generate": (cmd_generate, "generate maintainer-script snippets or spec lines",
+                 _args_generate),
+    "forget": (cmd_forget, "forget capsnap's records of a purged package", _args_forget),
 }
 _GLOBAL_WITH_VALUE = ("--root", "--admindir", "--dbpath", "--db")
 
@@ -617,7 +674,7 @@ def _command_named(argv: Sequence[str]) -> str | None:
             skip = False
         elif arg in _GLOBAL_WITH_VALUE:
             skip = True
-        elif arg in ("-h", "--help", "--"):
+        elif arg in ("-h", "--help", "--version", "--"):
             return None
         elif not arg.startswith("-"):
             return arg if arg in COMMANDS else None
@@ -644,6 +701,8 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     parser = _Parser(prog=PROG, parents=[common],
                      description="Declared, verified Linux file capabilities.")
+    from capsnap import __version__
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, (func, help_text, configure) in COMMANDS.items():

@@ -58,3 +58,7 @@ class UnsafeTarget(CapsnapError):
 
 class OperationFailed(CapsnapError):
     """A system call failed; the message names the path, cause and remedy."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.errno = errno

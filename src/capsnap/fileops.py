@@ -54,7 +54,7 @@ def describe_oserror(exc: OSError) -> str:
 
 
 def _failed(display: str, exc: OSError) -> OperationFailed:
-    return OperationFailed(f"{display}: {describe_oserror(exc)}")
+    return OperationFailed(f"{display}: {describe_oserror(exc)}", exc.errno)
 
 
 class Target(NamedTuple):

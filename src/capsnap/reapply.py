@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import time
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -31,8 +32,9 @@ RESTORED = "restored"
 WOULD_RESTORE = "would-restore"
 FAILED = "failed"
 SKIPPED = "skipped"
+FALLBACK = "fallback"  # the filesystem cannot hold capabilities: the declared setuid mode
 
-IN_PLACE = {OK, RESTORED}
+IN_PLACE = {OK, RESTORED, FALLBACK}
 
 
 class Finding(NamedTuple):
@@ -117,6 +119,9 @@ def examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool = 
                 return found._replace(status=not_fixed, detail=str(exc))
             if _matches(raw, decl):
                 return found
+            if raw is None and _fallback_in_place(target, decl):
+                return found._replace(status=FALLBACK,
+                                      detail=f"declared fallback mode {decl.fallback}")
             reasons = fileops.unsafe_reasons(target, paths.root)
             if reasons:
                 return found._replace(status=not_fixed, detail=reasons[0])
@@ -129,6 +134,11 @@ def examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool = 
                 return drifted._replace(status=WOULD_RESTORE)
             try:
                 filecaps.set_on_target(target, decl.caps, 0, paths.root, force=True)
+            except OperationFailed as exc:
+                if exc.errno in (errno.EOPNOTSUPP, errno.ENOTSUP) and decl.fallback and \
+                        decl.fallback.kind == "setuid":
+                    return _apply_fallback(drifted, target, decl, paths, str(exc))
+                return drifted._replace(status=FAILED, detail=str(exc))
             except CapsnapError as exc:
                 return drifted._replace(status=FAILED, detail=str(exc))
             return drifted._replace(status=RESTORED)
@@ -138,6 +148,41 @@ def examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool = 
             OSError(errno.ENOENT, "")) else ERROR
         return Finding(item.path, FAILED if repair and status == ERROR else status, decl,
                        expected, None, detail, item)
+
+
+def _fallback_in_place(target: fileops.Target, decl: Declaration) -> bool:
+    fallback = decl.fallback
+    return fallback is not None and fallback.kind == "setuid" and \
+        target.st.st_uid == 0 and stat.S_IMODE(target.st.st_mode) == fallback.mode
+
+
+def _has_statoverride(paths: SystemPaths, path: str) -> bool:
+    try:
+        with open(os.path.join(paths.dpkg_admindir, "statoverride"), encoding="utf-8",
+                  errors="surrogateescape") as f:
+            return any(line.split()[3:4] == [path] for line in f)
+    except OSError:
+        return False
+
+
+def _apply_fallback(finding: Finding, target: fileops.Target, decl: Declaration,
+                    paths: SystemPaths, why: str) -> Finding:
+    """Where capabilities cannot be stored, the packager's setuid fallback.
+
+    As fping's and iputils-ping's postinst do; never over an administrator's
+    dpkg-statoverride, which says what the mode must be.
+    """
+    assert decl.fallback is not None
+    if _has_statoverride(paths, decl.path):
+        return finding._replace(status=FAILED, detail=f"{why}; a dpkg-statoverride sets "
+                                "its mode, so the setuid fallback was not applied")
+    try:
+        os.chmod(target.proc_path, decl.fallback.mode)
+    except OSError as exc:
+        return finding._replace(status=FAILED, detail=f"{why}; fallback chmod failed: "
+                                f"{fileops.describe_oserror(exc)}")
+    return finding._replace(status=FALLBACK, detail=f"{why}; applied the declared fallback "
+                            f"mode {decl.fallback.mode:04o}")
 
 
 def select(items: Iterable[Resolved], packages: Iterable[str] | None) -> list[Resolved]:
@@ -166,8 +211,54 @@ def reapply(items: Iterable[Resolved], paths: SystemPaths, known_bits: int,
     """Repair what drifted; the findings, and why the log could not be written."""
     findings = [examine(item, paths, known_bits, repair=True, dry_run=dry_run)
                 for item in items]
-    log_error = None if dry_run else log_actions(paths, findings)
+    log_error = None
+    if not dry_run:
+        log_error = log_actions(paths, findings) or record_results(paths, findings)
     return findings, log_error
+
+
+def _records_dir(paths: SystemPaths) -> str:
+    return os.path.join(paths.state_dir, "packages")
+
+
+def record_results(paths: SystemPaths, findings: Iterable[Finding]) -> str | None:
+    """Keep, per package, the last result for each of its declarations.
+
+    These are capsnap's records of a package, which its postrm asks capsnap
+    to forget on purge.
+    """
+    by_package: dict[str, dict[str, dict[str, str]]] = {}
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    for f in findings:
+        decl = f.declaration
+        package = decl.package or decl.owner if decl is not None else None
+        if package:
+            by_package.setdefault(package, {})[f.path] = {"status": f.status, "time": stamp}
+    try:
+        for package, results in by_package.items():
+            directory = _records_dir(paths)
+            os.makedirs(directory, exist_ok=True)
+            target = os.path.join(directory, package.replace("/", "_"))
+            with open(target + ".new", "w", encoding="utf-8") as out:
+                json.dump(results, out, indent=1, sort_keys=True)
+            os.replace(target + ".new", target)
+    except OSError as exc:
+        return f"{_records_dir(paths)}: cannot record results: {exc.strerror}"
+    return None
+
+
+def forget(paths: SystemPaths, package: str) -> int:
+    """Drop capsnap's records of a (purged) package; how many there were."""
+    target = os.path.join(_records_dir(paths), package.replace("/", "_"))
+    try:
+        with open(target, encoding="utf-8") as f:
+            count = len(json.load(f))
+        os.unlink(target)
+    except FileNotFoundError:
+        return 0
+    except (OSError, ValueError) as exc:
+        raise OperationFailed(f"{target}: cannot forget: {exc}") from None
+    return count
 
 
 def log_actions(paths: SystemPaths, findings: Iterable[Finding]) -> str | None:

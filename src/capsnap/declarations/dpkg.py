@@ -2,11 +2,13 @@
 
 dpkg keeps unknown control fields of installed packages in its status file,
 so a binary package's `File-Capabilities` (one entry per continuation line)
-is there after installation.  The file is read with python-debian.  Only
-paragraphs that carry the field are handed to it, and what they say is cached
-against the status file's identity, because hooks run after every
-transaction and a status file of thousands of packages takes longer to parse
-than the whole check.
+is there after installation.  The database is the status file plus the
+journal in updates/ that dpkg has not yet folded into it (while a
+maintainer script runs, the package being configured is only in the
+journal), read with python-debian.  Only paragraphs that carry the field are
+handed to it, and what they say is cached against the identity of those
+files, because hooks run after every transaction and a status file of
+thousands of packages takes longer to parse than the whole check.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ _PARAGRAPH_SPLIT = re.compile(r"\n[ \t]*\n")
 # Package states whose files are on disk (dpkg(1) "Package states").
 _ON_DISK = {"installed", "half-configured", "unpacked", "triggers-awaited",
             "triggers-pending"}
-_CACHE_VERSION = 1
+_CACHE_VERSION = 3
+_JOURNAL_NAME = re.compile(r"^[0-9]+$")
+_PACKAGE_KEY = re.compile(r"^(Package|Architecture): *(\S*)", re.MULTILINE)
 
 # One package's field as read from the status file.
 PackageField = dict[str, str]
@@ -35,10 +39,46 @@ def _status_key(st: os.stat_result) -> list[int]:
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
 
 
-def _parse_status(text: str) -> list[PackageField]:
+def _journal(paths: SystemPaths) -> list[str]:
+    """dpkg's pending status updates, oldest first (updates/0000, 0001, ...)."""
+    directory = os.path.join(paths.dpkg_admindir, "updates")
+    try:
+        names = sorted((n for n in os.listdir(directory) if _JOURNAL_NAME.match(n)), key=int)
+    except OSError:
+        return []
+    return [os.path.join(directory, n) for n in names]
+
+
+def _database_key(paths: SystemPaths) -> list[int]:
+    key: list[int] = []
+    for path in [paths.dpkg_status, *_journal(paths)]:
+        try:
+            key.extend(_status_key(os.stat(path)))
+        except OSError:
+            key.append(-1)
+    return key
+
+
+def database_paragraphs(paths: SystemPaths) -> list[str]:
+    """Every package paragraph, the journal's records replacing the status file's."""
+    by_package: dict[tuple[str, str], str] = {}
+    for path in [paths.dpkg_status, *_journal(paths)]:
+        try:
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8", "surrogateescape")
+        except FileNotFoundError:
+            continue
+        for para in _PARAGRAPH_SPLIT.split(text):
+            fields = dict(_PACKAGE_KEY.findall(para))
+            if fields.get("Package"):
+                by_package[(fields["Package"], fields.get("Architecture", ""))] = para
+    return list(by_package.values())
+
+
+def _parse_status(paragraphs: list[str]) -> list[PackageField]:
     from debian import deb822
 
-    selected = [p for p in _PARAGRAPH_SPLIT.split(text) if _FIELD_RE.search(p)]
+    selected = [p for p in paragraphs if _FIELD_RE.search(p)]
     out: list[PackageField] = []
     for para in deb822.Deb822.iter_paragraphs("\n\n".join(selected).splitlines(True),
                                               use_apt_pkg=False):
@@ -48,6 +88,7 @@ def _parse_status(text: str) -> list[PackageField]:
             "architecture": para.get("Architecture", ""),
             "status": para.get("Status", ""),
             "field": para.get(FIELD, ""),
+            "auto_built": para.get("Auto-Built-Package", ""),
         })
     return out
 
@@ -84,19 +125,18 @@ def _store_cache(paths: SystemPaths, key: list[int], packages: list[PackageField
 
 
 def packages_with_field(paths: SystemPaths) -> tuple[list[PackageField], list[Problem]]:
-    try:
-        with open(paths.dpkg_status, "rb") as f:
-            key = _status_key(os.fstat(f.fileno()))
-            cached = _load_cache(paths, key)
-            if cached is not None:
-                return cached, []
-            text = f.read().decode("utf-8", "surrogateescape")
-    except FileNotFoundError:
+    if not os.path.exists(paths.dpkg_status):
         return [], []
+    key = _database_key(paths)
+    cached = _load_cache(paths, key)
+    if cached is not None:
+        return cached, []
+    try:
+        paragraphs = database_paragraphs(paths)
     except OSError as exc:
         return [], [Problem("dpkg", paths.dpkg_status,
                             f"cannot read the dpkg status database: {exc.strerror}")]
-    packages = _parse_status(text)
+    packages = _parse_status(paragraphs)
     _store_cache(paths, key, packages)
     return packages, []
 
@@ -108,13 +148,18 @@ def read(paths: SystemPaths, known_bits: int) \
     if not os.path.exists(paths.dpkg_status):
         notes.append(f"dpkg: no status database at {paths.dpkg_status}")
     decls: list[Declaration] = []
+    names_seen = [p["package"] for p in packages]
     for pkg in packages:
         state = pkg["status"].split()[-1] if pkg["status"].split() else ""
         if state not in _ON_DISK:
             continue
+        if pkg.get("auto_built") == "debug-symbols":
+            # dh_gencontrol gives a -dbgsym package its parent's fields; it does
+            # not ship the parent's files.
+            continue
         name = pkg["package"]
-        if pkg["architecture"] not in ("", "all"):
-            # Multi-Arch: same packages appear once per architecture.
+        if names_seen.count(name) > 1:
+            # A Multi-Arch: same package, installed for several architectures.
             name = f"{name}:{pkg['architecture']}"
         lines = [ln for ln in pkg["field"].splitlines() if ln.strip() not in ("", ".")]
         entries, bad = parse_lines(lines, known_bits)
@@ -149,17 +194,8 @@ def owner_of(paths: SystemPaths, path: str) -> tuple[str, str] | None:
 
 
 def _installed_version(paths: SystemPaths, package: str) -> str:
-    bare = package.split(":", 1)[0]
-    try:
-        with open(paths.dpkg_status, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
-    except OSError:
-        return ""
-    for para in _PARAGRAPH_SPLIT.split(text):
-        if re.search(rf"^Package: {re.escape(bare)}$", para, re.MULTILINE):
-            match = re.search(r"^Version: (\S+)$", para, re.MULTILINE)
-            return match.group(1) if match else ""
-    return ""
+    versions = installed_versions(paths)
+    return versions.get(package, versions.get(package.split(":", 1)[0], ""))
 
 
 # On merged-/usr systems a package may list /bin/x while the walk finds
@@ -180,13 +216,12 @@ def path_aliases(path: str) -> list[str]:
 
 def installed_versions(paths: SystemPaths) -> dict[str, str]:
     """Version of every package whose files are on disk, by name (and name:arch)."""
-    try:
-        with open(paths.dpkg_status, encoding="utf-8", errors="surrogateescape") as f:
-            text = f.read()
-    except OSError:
-        return {}
     out: dict[str, str] = {}
-    for para in _PARAGRAPH_SPLIT.split(text):
+    try:
+        paragraphs = database_paragraphs(paths)
+    except OSError:
+        return out
+    for para in paragraphs:
         fields = dict(re.findall(r"^(Package|Version|Status|Architecture): *(.*)$", para,
                                  re.MULTILINE))
         status = fields.get("Status", "").split()

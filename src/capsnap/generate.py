@@ -1,0 +1,112 @@
+"""Packaging artifacts from one declaration file (debian/<package>.capabilities).
+
+`capsnap generate deb|rpm` and dh_capsnap both come here, so the build-time
+validation is capsnap's own parser: a bad line fails the build with
+FILE:LINE and the reason.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from capsnap import captext, render
+from capsnap.declarations.entries import Entry, escape_path, parse_lines
+from capsnap.errors import InvalidInput, OperationFailed
+
+
+def read_declarations(path: str) -> list[Entry]:
+    """Every entry of a declaration file, sorted by path; InvalidInput on a bad line."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except FileNotFoundError:
+        raise InvalidInput(f"{path}: no such declaration file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path}: cannot read: {exc}") from None
+    # Declarations describe the installed system, whatever kernel builds them.
+    entries, bad = parse_lines(lines, len(captext.CAP_NAMES))
+    if bad:
+        number, _, reason = bad[0]
+        more = f" (and {len(bad) - 1} more bad lines)" if len(bad) > 1 else ""
+        raise InvalidInput(f"{path}:{number}: {reason}{more}")
+    seen: dict[str, int] = {}
+    for entry in entries:
+        if entry.path in seen:
+            raise InvalidInput(f"{path}:{entry.line}: {entry.path} is already declared on "
+                               f"line {seen[entry.path]}")
+        seen[entry.path] = entry.line
+    return sorted(entries, key=lambda e: e.path)
+
+
+def _context(entries: list[Entry]) -> list[dict[str, Any]]:
+    known = len(captext.CAP_NAMES)
+    out = []
+    for e in entries:
+        fallback_mode = ""
+        if e.fallback is not None and e.fallback.kind == "setuid":
+            fallback_mode = f"{e.fallback.mode:04o}"
+        out.append({
+            "path": e.path,
+            "text": " ".join(e.text.split()),
+            "canonical": captext.format_text(e.caps, known),
+            "numeric": captext.format_text(e.caps, known, numeric=True),
+            "fallback_mode": fallback_mode,
+        })
+    return out
+
+
+def field_entries(entries: list[Entry]) -> list[str]:
+    """The File-Capabilities field's lines: path, canonical text, options."""
+    known = len(captext.CAP_NAMES)
+    lines = []
+    for e in entries:
+        line = f"{escape_path(e.path)} {captext.format_text(e.caps, known)}"
+        if e.fallback is not None:
+            line += f" fallback={e.fallback}"
+        lines.append(line)
+    return lines
+
+
+def artifacts(kind: str, entries: list[Entry], package: str,
+              strict: bool = False) -> dict[str, str]:
+    """Artifact name -> content, in a fixed order."""
+    if not package or any(c.isspace() or c in "'\"\\$`" for c in package):
+        raise InvalidInput(f"package name {package!r} is not valid")
+    entries = sorted(entries, key=lambda e: e.path)  # the same bytes whatever the order
+    context = {"package": package, "entries": _context(entries), "strict": strict}
+    if kind == "deb":
+        lines = field_entries(entries)
+        return {
+            "postinst": render.render("deb/postinst.j2", **context),
+            "postrm": render.render("deb/postrm.j2", **context),
+            "triggers": render.render("deb/triggers.j2", **context),
+            "control": "File-Capabilities:\n" + "".join(f" {line}\n" for line in lines),
+            "substvars": "capsnap:File-Capabilities=" +
+                         "".join("${Newline}" + line for line in lines) + "\n",
+        }
+    if kind == "rpm":
+        with open(os.path.join(render.templates_dir(), "rpm", "macros.capsnap"),
+                  encoding="utf-8") as f:
+            macros = f.read()
+        return {
+            "files": render.render("rpm/files.j2", **context),
+            "posttrans": render.render("rpm/posttrans.j2", **context),
+            "macros.capsnap": macros,
+        }
+    raise InvalidInput(f"unknown artifact kind {kind!r} (deb or rpm)")
+
+
+def write(directory: str, produced: dict[str, str], package: str) -> list[str]:
+    written = []
+    try:
+        os.makedirs(directory, exist_ok=True)
+        for name, content in produced.items():
+            target = os.path.join(directory, name if name == "macros.capsnap"
+                                  else f"{package}.{name}")
+            with open(target, "w", encoding="utf-8") as f:
+                f.write(content)
+            written.append(target)
+    except OSError as exc:
+        raise OperationFailed(f"{directory}: cannot write: {exc.strerror}") from None
+    return written

@@ -1,0 +1,50 @@
+"""The Jinja2 environment for templates/: maintainer scripts and spec snippets.
+
+StrictUndefined, so a missing variable is an error and never an empty
+string in a shell script; `shquote` quotes for POSIX sh; callers pass inputs
+sorted, so the same declarations always give the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import sys
+from typing import Any
+
+from capsnap.errors import OperationFailed
+
+
+def templates_dir() -> str:
+    """Where the templates are: a checkout, an installed package, or $CAPSNAP_TEMPLATES."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [
+        os.environ.get("CAPSNAP_TEMPLATES", ""),
+        os.path.join(here, "..", "..", "templates"),  # a checkout: src/capsnap/../../
+        os.path.join(sys.prefix, "share", "capsnap", "templates"),  # pip install
+        "/usr/share/capsnap/templates",  # the Debian package
+    ]
+    for candidate in candidates:
+        if candidate and os.path.isdir(os.path.join(candidate, "deb")):
+            return os.path.normpath(candidate)
+    raise OperationFailed("capsnap's templates are missing (looked in "
+                          f"{', '.join(c for c in candidates if c)}); set CAPSNAP_TEMPLATES")
+
+
+def shquote(value: object) -> str:
+    return shlex.quote(str(value))
+
+
+def render(name: str, **context: Any) -> str:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,  # shell and spec files, not HTML
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["shquote"] = shquote
+    return env.get_template(name).render(**context)
