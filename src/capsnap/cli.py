@@ -428,6 +428,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
         else:
             first = store.find(args.snapshots[0])
             second = store.find(args.snapshots[1]) if len(args.snapshots) > 1 else None
+        # What capsnap itself did during the transaction the two belong to.
+        tid = first.transaction_id if second is not None and \
+            second.transaction_id == first.transaction_id else None
+        actions = store.actions(tid) if tid is not None else {}
+        if transaction is None and tid is not None:
+            transaction = store.transaction_info(tid)
         if second is not None:
             changes = diff.grouped(diff.compare_pairs(store.changed_pairs(first.id, second.id),
                                                       first.created_ns))
@@ -445,6 +451,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
                                          for p, o, n in transaction.packages]}
             if transaction else None,
             "changes": [dict(kind=c.kind, **_path_json(c.path), survived=c.survived,
+                             capsnap=actions.get(c.path, (None,))[0],
                              before=_row_json(c.before), after=_row_json(c.after))
                         for c in changes],
             "summary": {kind: sum(1 for c in changes if c.kind == kind)
@@ -455,9 +462,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
     rows = []
     for c in changes:
         what = c.kind
-        if c.kind == diff.REPLACED:
+        action = actions.get(c.path, (None,))[0]
+        if c.kind == diff.REPLACED and action == "restored":
+            what += ", caps lost, restored by capsnap"
+        elif c.kind == diff.REPLACED:
             what += ", caps kept" if c.survived else ", caps lost" if not (
                 c.after and c.after.raw) else ", caps changed"
+        elif action:
+            what += f", {action} by capsnap"
         rows.append([what, os.fsdecode(c.path),
                      (c.before.text if c.before is not None and c.before.text else "none"),
                      (c.after.text if c.after is not None and c.after.text else
@@ -516,6 +528,30 @@ def cmd_forget(args: argparse.Namespace) -> int:
     forgotten = reapply.forget(args.paths_, args.package)
     if args.verbose:
         _err(f"forgot {forgotten} record{'s' if forgotten != 1 else ''} of {args.package}")
+    return EXIT_OK
+
+
+# --- package-manager hooks ------------------------------------------------------
+
+def cmd_hook(args: argparse.Namespace) -> int:
+    from capsnap import hook
+
+    return hook.run(args.name, args.paths_, getattr(args, "db", None), _known_bits())
+
+
+def cmd_install_hooks(args: argparse.Namespace) -> int:
+    from capsnap import hookfiles
+
+    for path, action in hookfiles.install(args.paths_, args.executable):
+        _err(f"{action} {path}")
+    return EXIT_OK
+
+
+def cmd_uninstall_hooks(args: argparse.Namespace) -> int:
+    from capsnap import hookfiles
+
+    for path in hookfiles.uninstall(args.paths_):
+        _err(f"removed {path}")
     return EXIT_OK
 
 
@@ -641,6 +677,22 @@ def _args_forget(p: argparse.ArgumentParser) -> None:
     p.add_argument("package", metavar="PACKAGE")
 
 
+def _args_hook(p: argparse.ArgumentParser) -> None:
+    from capsnap.hook import HOOKS
+
+    p.add_argument("name", metavar="NAME", choices=sorted(HOOKS),
+                   help="the event: " + ", ".join(HOOKS))
+
+
+def _args_install_hooks(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--executable", metavar="PATH",
+                   help="the capsnap the hooks run (default: this one)")
+
+
+def _args_uninstall_hooks(p: argparse.ArgumentParser) -> None:
+    pass
+
+
 Command = tuple[Callable[[argparse.Namespace], int], str,
                 Callable[[argparse.ArgumentParser], None]]
 COMMANDS: dict[str, Command] = {
@@ -662,6 +714,11 @@ COMMANDS: dict[str, Command] = {
     "generate": (cmd_generate, "generate maintainer-script snippets or spec lines",
                  _args_generate),
     "forget": (cmd_forget, "forget capsnap's records of a purged package", _args_forget),
+    "hook": (cmd_hook, "the entry point of the apt, dpkg, rpm and dnf hooks", _args_hook),
+    "install-hooks": (cmd_install_hooks, "put the package-manager hook files in place",
+                      _args_install_hooks),
+    "uninstall-hooks": (cmd_uninstall_hooks, "remove the hook files install-hooks put",
+                        _args_uninstall_hooks),
 }
 _GLOBAL_WITH_VALUE = ("--root", "--admindir", "--dbpath", "--db")
 

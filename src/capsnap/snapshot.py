@@ -22,7 +22,7 @@ from capsnap.store import Row
 
 
 class Scope(NamedTuple):
-    kind: str  # "full", "package" or "path"
+    kind: str  # "full", "package", "path", or "tracked" (only the paths always included)
     items: tuple[str, ...] = ()
 
     def describe(self) -> str:
@@ -123,7 +123,7 @@ def live_rows(paths: SystemPaths, scope: Scope, known_bits: int,
             else:
                 row = probe(path, paths, known_bits)
                 rows[row.path] = row
-    else:
+    elif scope.kind != "tracked":
         raise InvalidInput(f"unknown snapshot scope {scope.kind!r}")
     for found in scan.walk(to_walk, paths.root, stats, progress):
         rows[found.path] = Row(found.path, found.raw, None, None, None, None, True,

@@ -91,6 +91,19 @@ def _migration_1(db: sqlite3.Connection) -> None:
             new_version TEXT,
             PRIMARY KEY (transaction_id, package)
         );
+        CREATE TABLE transaction_baseline (
+            transaction_id INTEGER NOT NULL REFERENCES transactions(id) ON DELETE CASCADE,
+            package TEXT NOT NULL,
+            version TEXT,
+            PRIMARY KEY (transaction_id, package)
+        );
+        CREATE TABLE transaction_actions (
+            transaction_id INTEGER NOT NULL REFERENCES transactions(id) ON DELETE CASCADE,
+            path BLOB NOT NULL,
+            result TEXT NOT NULL,
+            detail TEXT,
+            PRIMARY KEY (transaction_id, path)
+        );
         CREATE TABLE entries (
             snapshot_id INTEGER NOT NULL REFERENCES snapshots(id) ON DELETE CASCADE,
             path BLOB NOT NULL,
@@ -338,6 +351,31 @@ class Store:
                                         (tid, name)).fetchone()
                 self.db.execute("INSERT OR REPLACE INTO transaction_packages VALUES "
                                 "(?, ?, ?, ?)", (tid, name, known[0] if known else old, new))
+
+    def set_baseline(self, tid: int, versions: dict[str, str]) -> None:
+        """The installed versions when the transaction began (to find what changed)."""
+        with self.locked(), self.transaction():
+            self.db.executemany("INSERT OR REPLACE INTO transaction_baseline VALUES (?, ?, ?)",
+                                [(tid, name, version) for name, version in versions.items()])
+
+    def baseline(self, tid: int) -> dict[str, str]:
+        return dict(self.db.execute("SELECT package, version FROM transaction_baseline "
+                                    "WHERE transaction_id=?", (tid,)).fetchall())
+
+    def record_actions(self, tid: int, actions: Iterable[tuple[bytes, str, str]]) -> None:
+        with self.locked(), self.transaction():
+            self.db.executemany("INSERT OR REPLACE INTO transaction_actions VALUES "
+                                "(?, ?, ?, ?)", [(tid, *a) for a in actions])
+
+    def actions(self, tid: int) -> dict[bytes, tuple[str, str]]:
+        return {r[0]: (r[1], r[2]) for r in self.db.execute(
+            "SELECT path, result, detail FROM transaction_actions WHERE transaction_id=?",
+            (tid,))}
+
+    def transaction_manager(self, tid: int) -> str | None:
+        row = self.db.execute("SELECT manager FROM transactions WHERE id=?",
+                              (tid,)).fetchone()
+        return str(row[0]) if row else None
 
     def open_transaction(self) -> int | None:
         """The newest transaction that has a before snapshot and no after one."""

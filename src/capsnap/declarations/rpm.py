@@ -148,3 +148,17 @@ def package_version(paths: SystemPaths, package: str) -> str | None:
     except rpm.error:
         return None
     return None
+
+
+def installed_versions(paths: SystemPaths) -> dict[str, str]:
+    """Version of every installed rpm, by name."""
+    dbpath, _ = _database(paths)
+    if dbpath is None:
+        return {}
+    import rpm
+
+    try:
+        return {_text(h[rpm.RPMTAG_NAME]): _version(h)
+                for h in _transaction_set(paths, dbpath).dbMatch()}
+    except rpm.error:
+        return {}

@@ -1,0 +1,312 @@
+"""Package-manager events: transactions, snapshots and reapply.
+
+`capsnap hook NAME` is the one entry point every hook file calls.  A hook
+never makes apt, dpkg or rpm fail: any error becomes one line on stderr and
+in /var/log/capsnap.log, and the hook exits 0, unless the administrator set
+`strict = yes` in /etc/capsnap/capsnap.conf.
+
+A transaction is one run of the outermost package manager.  apt calls dpkg
+several times (and dpkg's own pre/post-invoke hooks fire each time), so when
+apt is an ancestor of the dpkg hook, dpkg's hooks only reapply and leave the
+transaction to apt's.  The before snapshot covers what is about to change
+(apt's package list, or the paths capsnap already tracks); the after
+snapshot covers what changed, found by comparing installed versions with
+those recorded when the transaction began.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import NamedTuple, TextIO
+
+from capsnap import config, declarations, reapply, scan
+from capsnap.errors import CapsnapError, InvalidInput
+from capsnap.paths import SystemPaths
+from capsnap.snapshot import Scope, live_rows
+from capsnap.store import Store
+
+_APT_FAMILY = {"apt", "apt-get", "aptitude", "unattended-upgr", "packagekitd", "synaptic"}
+
+
+class Context(NamedTuple):
+    paths: SystemPaths
+    db: str
+    known_bits: int
+    stdin: TextIO
+    report: Callable[[str], None]
+
+
+def _versions(paths: SystemPaths) -> dict[str, str]:
+    from capsnap.declarations import dpkg, rpm
+
+    versions = dict(dpkg.installed_versions(paths))
+    versions.update(rpm.installed_versions(paths))
+    return versions
+
+
+def _changed(before: dict[str, str], after: dict[str, str]) \
+        -> list[tuple[str, str | None, str | None]]:
+    names = sorted(set(before) | set(after))
+    return [(n, before.get(n), after.get(n)) for n in names if before.get(n) != after.get(n)
+            and ":" not in n]
+
+
+def under_apt() -> bool:
+    """Whether apt (or another dpkg front end) is an ancestor of this process."""
+    pid = os.getppid()
+    for _ in range(16):
+        if pid <= 1:
+            return False
+        try:
+            with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+                stat = f.read()
+        except OSError:
+            return False
+        comm = stat[stat.find("(") + 1:stat.rfind(")")]
+        if comm in _APT_FAMILY:
+            return True
+        pid = int(stat[stat.rfind(")") + 2:].split()[1])
+    return False
+
+
+def _tracked(ctx: Context, store: Store) -> list[bytes]:
+    catalogue = declarations.load(ctx.paths, ctx.known_bits)
+    declared = {os.fsencode(d.path) for d in catalogue.declarations}
+    return sorted(declared | set(store.latest_with_caps()))
+
+
+def _snapshot(ctx: Context, store: Store, scope: Scope, tid: int, phase: str) -> int:
+    stats = scan.WalkStats()
+    settings, _ = config.load(ctx.paths)
+    rows = live_rows(ctx.paths, scope, ctx.known_bits, extra=_tracked(ctx, store),
+                     stats=stats, roots=settings.roots)
+    snapshot_id = store.add_snapshot(scope.describe(), ctx.paths.root, rows,
+                                     transaction_id=tid, phase=phase)
+    for path, why in stats.unreadable:
+        ctx.report(f"{path}: cannot read: {why}")
+    return snapshot_id
+
+
+def _reapply(ctx: Context, packages: Iterable[str] | None) -> list[reapply.Finding]:
+    catalogue = declarations.load(ctx.paths, ctx.known_bits)
+    for problem in catalogue.problems:
+        ctx.report(str(problem))
+    items = reapply.select(catalogue.resolve(), packages)
+    findings, log_error = reapply.reapply(items, ctx.paths, ctx.known_bits)
+    if log_error:
+        ctx.report(log_error)
+    return findings
+
+
+def _failures(findings: list[reapply.Finding], ctx: Context) -> int:
+    bad = 0
+    for f in findings:
+        if f.status in (reapply.FAILED, reapply.FALLBACK):
+            ctx.report(f"{f.path}: {f.detail}")
+        if f.status not in reapply.IN_PLACE:
+            bad += 1
+    return bad
+
+
+TRACKED = Scope("tracked")
+
+
+def begin(ctx: Context, manager: str, scope: Scope = TRACKED) -> int:
+    with Store(ctx.db) as store:
+        tid = store.begin_transaction(manager, [])
+        store.set_baseline(tid, _versions(ctx.paths))
+        _snapshot(ctx, store, scope, tid, "before")
+    return tid
+
+
+def finish(ctx: Context, tid: int, announced: Iterable[str] = ()) -> int:
+    """Reapply what the transaction touched, take the after snapshot, close it."""
+    with Store(ctx.db) as store:
+        changed = _changed(store.baseline(tid), _versions(ctx.paths))
+        store.add_transaction_packages(tid, changed)
+        names = sorted({name for name, _, _ in changed} | set(announced))
+        findings = _reapply(ctx, names) if names else []
+        store.record_actions(tid, [(os.fsencode(f.path), f.status, f.detail)
+                                   for f in findings if f.status != reapply.OK])
+        scope = Scope("package", tuple(n for n, _, new in changed if new)) \
+            if any(new for _, _, new in changed) else TRACKED
+        _snapshot(ctx, store, scope, tid, "after")
+    return _failures(findings, ctx)
+
+
+def _open_transaction(ctx: Context, manager: str) -> int | None:
+    if not os.path.exists(ctx.db):
+        return None
+    with Store(ctx.db) as store:
+        tid = store.open_transaction()
+        if tid is not None and store.transaction_manager(tid) == manager:
+            return tid
+    return None
+
+
+# --- the hooks -----------------------------------------------------------------
+
+def apt_pre_invoke(ctx: Context) -> int:
+    begin(ctx, "apt")
+    return 0
+
+
+def parse_apt_packages(lines: Iterable[str]) -> list[tuple[str, str | None, str | None]]:
+    """(package, old, new) from apt's Pre-Install-Pkgs protocol version 2 or 3."""
+    out = []
+    body = False
+    for line in lines:
+        line = line.rstrip("\n")
+        if not body:
+            body = line == ""
+            continue
+        fields = line.split()
+        if len(fields) == 9:  # v3: name old arch ma cmp new arch ma action
+            name, old, new = fields[0], fields[1], fields[5]
+        elif len(fields) == 5:  # v2: name old cmp new action
+            name, old, new = fields[0], fields[1], fields[3]
+        else:
+            continue
+        out.append((name, None if old == "-" else old, None if new == "-" else new))
+    return out
+
+
+def apt_pre_install_pkgs(ctx: Context) -> int:
+    lines = ctx.stdin.read().splitlines()
+    if not lines or not lines[0].startswith("VERSION "):
+        raise InvalidInput("apt-pre-install-pkgs: expected apt's protocol version 2 or 3 "
+                           "on stdin (DPkg::Tools::Options::...::Version \"3\")")
+    packages = parse_apt_packages(lines)
+    tid = _open_transaction(ctx, "apt")
+    with Store(ctx.db) as store:
+        if tid is None:
+            tid = store.begin_transaction("apt", [])
+            store.set_baseline(tid, _versions(ctx.paths))
+        store.add_transaction_packages(tid, packages)
+        installed = tuple(sorted(name for name, old, _ in packages if old))
+        scope = Scope("package", installed) if installed else TRACKED
+        _snapshot(ctx, store, scope, tid, "before")
+    return 0
+
+
+def apt_post_invoke(ctx: Context) -> int:
+    tid = _open_transaction(ctx, "apt")
+    if tid is None:
+        return _failures(_reapply(ctx, None), ctx)
+    with Store(ctx.db) as store:
+        announced = [p for p, _, _ in store.transaction_info(tid).packages]
+    return finish(ctx, tid, announced)
+
+
+def dpkg_pre_invoke(ctx: Context) -> int:
+    if under_apt():
+        return 0  # apt's own hooks hold the transaction
+    begin(ctx, "dpkg")
+    return 0
+
+
+def dpkg_post_invoke(ctx: Context) -> int:
+    if under_apt():
+        # Restore between apt's dpkg runs too; apt's post-invoke records it.
+        return _failures(_reapply(ctx, None), ctx)
+    tid = _open_transaction(ctx, "dpkg")
+    if tid is None:
+        return _failures(_reapply(ctx, None), ctx)
+    return finish(ctx, tid)
+
+
+def dpkg_triggered(ctx: Context) -> int:
+    return _failures(_reapply(ctx, None), ctx)
+
+
+def _stdin_paths(ctx: Context) -> tuple[str, ...]:
+    if ctx.stdin.isatty():
+        return ()
+    return tuple(sorted({line.strip() for line in ctx.stdin if line.startswith("/")}))
+
+
+def rpm_pre(ctx: Context) -> int:
+    paths = _stdin_paths(ctx)
+    begin(ctx, "rpm", Scope("path", paths) if paths else TRACKED)
+    return 0
+
+
+def rpm_post(ctx: Context) -> int:
+    tid = _open_transaction(ctx, "rpm")
+    if tid is None:
+        return _failures(_reapply(ctx, None), ctx)
+    return finish(ctx, tid)
+
+
+def dnf_pre(ctx: Context) -> int:
+    begin(ctx, "dnf")
+    return 0
+
+
+def dnf_post(ctx: Context) -> int:
+    tid = _open_transaction(ctx, "dnf")
+    if tid is None:
+        return _failures(_reapply(ctx, None), ctx)
+    return finish(ctx, tid)
+
+
+HOOKS: dict[str, Callable[[Context], int]] = {
+    "apt-pre-invoke": apt_pre_invoke,
+    "apt-pre-install-pkgs": apt_pre_install_pkgs,
+    "apt-post-invoke": apt_post_invoke,
+    "dpkg-pre-invoke": dpkg_pre_invoke,
+    "dpkg-post-invoke": dpkg_post_invoke,
+    "dpkg-triggered": dpkg_triggered,
+    "rpm-pre": rpm_pre,
+    "rpm-post": rpm_post,
+    "dnf-pre-transaction": dnf_pre,
+    "dnf-post-transaction": dnf_post,
+}
+
+
+def run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
+        stdin: TextIO = sys.stdin) -> int:
+    """Run one hook; the exit code for the package manager (0 unless strict)."""
+    settings, problems = config.load(paths)
+    messages: list[str] = list(problems)
+
+    def report(message: str) -> None:
+        messages.append(message)
+
+    ctx = Context(paths, db or os.path.join(paths.state_dir, "capsnap.db"), known_bits,
+                  stdin, report)
+    failures = 0
+    try:
+        if name not in HOOKS:
+            raise InvalidInput(f"unknown hook {name!r} (known: {', '.join(HOOKS)})")
+        failures = HOOKS[name](ctx)
+    except CapsnapError as exc:
+        report(str(exc))
+        failures += 1
+    except Exception as exc:  # a hook must not take the package manager down
+        report(f"internal error: {type(exc).__name__}: {exc}")
+        failures += 1
+    for message in messages:
+        sys.stderr.write(f"capsnap: hook {name}: {message}\n")
+    _log(paths, name, messages)
+    if failures and settings.strict:
+        sys.stderr.write(f"capsnap: hook {name}: failing the package manager "
+                         "(strict = yes in /etc/capsnap/capsnap.conf)\n")
+        return 1
+    return 0
+
+
+def _log(paths: SystemPaths, name: str, messages: list[str]) -> None:
+    if not messages:
+        return
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    try:
+        os.makedirs(os.path.dirname(paths.log_file), exist_ok=True)
+        with open(paths.log_file, "a", encoding="utf-8", errors="surrogateescape") as f:
+            for message in messages:
+                f.write(f"{stamp} hook {name}: {message}\n")
+    except OSError:
+        pass

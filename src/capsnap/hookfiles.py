@@ -1,0 +1,91 @@
+"""Put the package-manager hook files in place for installs that are not a .deb.
+
+The same files the Debian package ships (hooks/ in the source), each where
+its package manager looks, under the selected root; only for package
+managers the root has.  The path of the capsnap to run is written in.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+from capsnap.errors import OperationFailed
+from capsnap.paths import SystemPaths
+
+# (file in hooks/, where it goes, mode, the directory whose presence means
+# the package manager is there)
+HOOK_FILES = (
+    ("apt/05capsnap", "/etc/apt/apt.conf.d/05capsnap", 0o644, "/etc/apt"),
+    ("apt/apt-pre-install-pkgs", "/etc/capsnap/apt-pre-install-pkgs", 0o755, "/etc/apt"),
+    ("dpkg/capsnap.cfg", "/etc/dpkg/dpkg.cfg.d/capsnap", 0o644, "/etc/dpkg"),
+    ("dnf/capsnap.actions", "/etc/dnf/libdnf5-plugins/actions.d/capsnap.actions", 0o644,
+     "/etc/dnf/libdnf5-plugins/actions.d"),
+)
+DEFAULT_EXECUTABLE = "/usr/bin/capsnap"
+
+
+def hooks_dir() -> str:
+    here = os.path.dirname(os.path.abspath(__file__))
+    for candidate in (os.environ.get("CAPSNAP_HOOKS", ""),
+                      os.path.join(here, "..", "..", "hooks"),
+                      os.path.join(sys.prefix, "share", "capsnap", "hooks"),
+                      "/usr/share/capsnap/hooks"):
+        if candidate and os.path.isfile(os.path.join(candidate, "apt", "05capsnap")):
+            return os.path.normpath(candidate)
+    raise OperationFailed("capsnap's hook files are missing; set CAPSNAP_HOOKS")
+
+
+def _executable(given: str | None) -> str:
+    found = given or shutil.which("capsnap") or os.path.abspath(sys.argv[0])
+    if not os.path.isabs(found):
+        raise OperationFailed(f"{found}: give --executable as an absolute path")
+    return found
+
+
+def install(paths: SystemPaths, executable: str | None = None) -> list[tuple[str, str]]:
+    """Write the hook files; (path, "installed"/"updated"/"unchanged") each."""
+    source = hooks_dir()
+    program = _executable(executable)
+    done = []
+    for name, target, mode, needs in HOOK_FILES:
+        if not os.path.isdir(paths.inside(needs)):
+            continue
+        with open(os.path.join(source, name), encoding="utf-8") as f:
+            content = f.read().replace(DEFAULT_EXECUTABLE, program)
+        host = paths.inside(target)
+        try:
+            with open(host, encoding="utf-8") as f:
+                old: str | None = f.read()
+        except FileNotFoundError:
+            old = None
+        except OSError as exc:
+            raise OperationFailed(f"{host}: cannot read: {exc.strerror}") from None
+        if old == content:
+            done.append((target, "unchanged"))
+            continue
+        try:
+            os.makedirs(os.path.dirname(host), exist_ok=True)
+            with open(host + ".capsnap-new", "w", encoding="utf-8") as f:
+                f.write(content)
+            os.chmod(host + ".capsnap-new", mode)
+            os.replace(host + ".capsnap-new", host)
+        except OSError as exc:
+            raise OperationFailed(f"{host}: cannot write: {exc.strerror}") from None
+        done.append((target, "installed" if old is None else "updated"))
+    return done
+
+
+def uninstall(paths: SystemPaths) -> list[str]:
+    removed = []
+    for _, target, _, _ in HOOK_FILES:
+        host = paths.inside(target)
+        try:
+            os.unlink(host)
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            raise OperationFailed(f"{host}: cannot remove: {exc.strerror}") from None
+        removed.append(target)
+    return removed
