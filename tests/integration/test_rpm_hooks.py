@@ -1,0 +1,67 @@
+"""capsnap's rpm: its spec builds, and its file triggers run in a root where
+scriptlets can run (a copy-on-write overlay of this machine, with rpm inside)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, needs_root
+from tests.overlay import inside, overlay_supported, overlay_system, put
+from tests.packaging import build_rpm
+
+pytestmark = [needs_root,
+              pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild missing"),
+              pytest.mark.skipif(not overlay_supported(), reason="no overlayfs here")]
+
+
+@pytest.fixture(scope="module")
+def capsnap_rpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    top = tmp_path_factory.mktemp("rpmbuild")
+    built = subprocess.run(["rpmbuild", "-bb", "--nodeps", "--define", f"_topdir {top}",
+                            "--define", f"_sourcedir {REPO}",
+                            str(REPO / "hooks/rpm/capsnap.spec")], capture_output=True,
+                           text=True)
+    assert built.returncode == 0, built.stderr[-3000:]
+    rpmfile = next((top / "RPMS").rglob("capsnap-*.rpm"))
+    triggers = subprocess.run(["rpm", "-qp", "--filetriggers", str(rpmfile)],
+                              capture_output=True, text=True, check=True).stdout
+    assert "transfiletriggerun" in triggers and "transfiletriggerin" in triggers
+    assert "/usr/bin/capsnap hook rpm-pre" in triggers
+    return rpmfile
+
+
+def test_file_triggers_restore_a_local_declaration_after_rpm_upgrade(
+        tmp_path: Path, capsnap_rpm: Path) -> None:
+    v1 = build_rpm(tmp_path / "pkgs", "vpn", "1.1", {"/usr/sbin/vpnc-ish": "/bin/true"})
+    v2 = build_rpm(tmp_path / "pkgs", "vpn", "1.2", {"/usr/sbin/vpnc-ish": "/bin/true"})
+    with overlay_system(tmp_path / "ov") as root:
+        assert inside(root, "rpm", "--initdb").returncode == 0
+        done = inside(root, "rpm", "-i", "--nodeps", put(root, capsnap_rpm))
+        assert done.returncode == 0, done.stderr
+        assert inside(root, "rpm", "-i", "--nodeps", put(root, v1)).returncode == 0
+        declared = inside(root, "capsnap", "declare", "/usr/sbin/vpnc-ish", "cap_net_admin=ep",
+                          "--reason", "the VPN client sets up its tunnel")
+        assert declared.returncode == 0, declared.stderr
+        assert "file of package vpn 1.1-1" in declared.stderr
+        assert inside(root, "capsnap", "reapply").returncode == 0
+
+        upgraded = inside(root, "rpm", "-U", "--nodeps", put(root, v2))
+        assert upgraded.returncode == 0, upgraded.stderr
+        getcap = subprocess.run(["getcap", str(root / "usr/sbin/vpnc-ish")],
+                                capture_output=True, text=True).stdout
+        assert getcap.endswith(" cap_net_admin=ep\n"), (getcap, upgraded.stderr)
+
+        snapshots = json.loads(inside(root, "capsnap", "snapshots", "--json").stdout)
+        phases = [(s["phase"], s["transaction"]) for s in snapshots if s["transaction"]]
+        assert ("before", phases[0][1]) in phases and ("after", phases[0][1]) in phases
+        diff = json.loads(inside(root, "capsnap", "diff", "--json").stdout)
+        assert diff["transaction"]["manager"] == "rpm"
+        assert {"package": "vpn", "old": "1.1-1", "new": "1.2-1"} in \
+            diff["transaction"]["packages"]
+        change = {c["path"]: c for c in diff["changes"]}["/usr/sbin/vpnc-ish"]
+        assert change["kind"] == "replaced" and change["capsnap"] == "restored"
