@@ -24,6 +24,8 @@ def _out(line: str) -> None:
 
 
 def _err(message: str) -> None:
+    # One line, whatever a path holds.
+    message = message.replace("\n", "\\n").replace("\r", "\\r")
     sys.stderr.buffer.write(os.fsencode(f"{PROG}: {message}") + b"\n")
     sys.stderr.flush()
 
@@ -35,8 +37,9 @@ def warn(message: str) -> None:
 def _print_json(value: Any) -> None:
     import json
 
-    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=False,
-                                default=str) + "\n")
+    # ASCII only: a path that is not UTF-8 arrives as \\udcXX escapes (the
+    # bytes are also given in hex where it matters), never as raw bytes.
+    sys.stdout.write(json.dumps(value, indent=2, ensure_ascii=True, default=str) + "\n")
 
 
 def _known_bits() -> int:
@@ -46,17 +49,24 @@ def _known_bits() -> int:
 
 # --- get -------------------------------------------------------------------
 
-def _walk(path: str, root: str) -> tuple[list[str], int]:
-    """Regular files under `path`, in the order getcap -r (nftw) visits them."""
+def _walk(path: str, root: str, visit_file: Callable[[str, str], None]) -> int:
+    """Call visit_file(display, host_path) for each regular file under `path`, in
+    the order getcap -r (nftw) visits them; the number of unreadable directories.
+
+    Read-only, so it walks by path as getcap does (symlinks are never
+    descended into); the start is resolved inside the root first.
+    """
+    import stat as stat_mod
+
     from capsnap import fileops
 
-    files: list[str] = []
     failures = 0
 
-    def visit(display: str, dir_fd: int) -> None:
+    def visit(display: str, host: str) -> None:
         nonlocal failures
         try:
-            entries = list(os.scandir(dir_fd))
+            with os.scandir(host) as it:
+                entries = list(it)
         except OSError as exc:
             _err(f"{display}: cannot read directory: {fileops.describe_oserror(exc)}")
             failures += 1
@@ -64,34 +74,17 @@ def _walk(path: str, root: str) -> tuple[list[str], int]:
         base = display.rstrip("/")
         for entry in entries:
             child = f"{base}/{entry.name}"
-            if entry.is_symlink():
-                continue
             if entry.is_dir(follow_symlinks=False):
-                try:
-                    fd = os.open(entry.name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-                                 | os.O_CLOEXEC, dir_fd=dir_fd)
-                except OSError as exc:
-                    _err(f"{child}: cannot open directory: {fileops.describe_oserror(exc)}")
-                    failures += 1
-                    continue
-                try:
-                    visit(child, fd)
-                finally:
-                    os.close(fd)
+                visit(child, entry.path)
             elif entry.is_file(follow_symlinks=False):
-                files.append(child)
+                visit_file(child, entry.path)
 
     with fileops.open_target(path, root) as target:
-        import stat as stat_mod
         if stat_mod.S_ISDIR(target.st.st_mode):
-            fd = os.open(target.proc_path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-            try:
-                visit(path, fd)
-            finally:
-                os.close(fd)
+            visit(path, os.readlink(target.proc_path))
         elif target.is_regular:
-            files.append(path)
-    return files, failures
+            visit_file(path, "")
+    return failures
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -100,32 +93,38 @@ def cmd_get(args: argparse.Namespace) -> int:
     known = _known_bits()
     status = EXIT_OK
     results: list[dict[str, object]] = []
+
+    def show(reading: Any) -> None:
+        if args.json:
+            results.append(reading.as_json(known))
+        elif reading.caps is not None:
+            line = f"{reading.path} {reading.text(known)}"
+            rootid = reading.caps.rootid
+            # getcap -n prints a rootid other than 0 and (uid_t)-1,
+            # through printf's %d: uids above 2^31 come out negative.
+            if args.namespace and rootid not in (0, 0xFFFFFFFF):
+                signed = rootid - (1 << 32) if rootid >= 1 << 31 else rootid
+                line += f" [rootid={signed}]"
+            _out(line)
+
+    def visit_file(display: str, host: str) -> None:
+        nonlocal status
+        try:
+            if not host:
+                show(filecaps.read(display, args.root))
+            else:
+                show(filecaps.read_walked(display, host))
+        except CapsnapError as exc:
+            _err(str(exc))
+            status = EXIT_FAILED
+
     for path in args.paths:
         try:
             if args.recursive:
-                files, failures = _walk(path, args.root)
-                if failures:
+                if _walk(path, args.root, visit_file):
                     status = EXIT_FAILED
             else:
-                files = [path]
-            for file in files:
-                try:
-                    reading = filecaps.read(file, args.root)
-                except CapsnapError as exc:
-                    _err(str(exc))
-                    status = EXIT_FAILED
-                    continue
-                if args.json:
-                    results.append(reading.as_json(known))
-                elif reading.caps is not None:
-                    line = f"{reading.path} {reading.text(known)}"
-                    rootid = reading.caps.rootid
-                    # getcap -n prints a rootid other than 0 and (uid_t)-1,
-                    # through printf's %d: uids above 2^31 come out negative.
-                    if args.namespace and rootid not in (0, 0xFFFFFFFF):
-                        signed = rootid - (1 << 32) if rootid >= 1 << 31 else rootid
-                        line += f" [rootid={signed}]"
-                    _out(line)
+                visit_file(path, "")
         except CapsnapError as exc:
             _err(str(exc))
             status = EXIT_FAILED
@@ -145,10 +144,11 @@ def cmd_set(args: argparse.Namespace) -> int:
     from capsnap import filecaps, fileops
 
     caps = _parse_for_file(args.caps)
-    for message in fileops.root_equivalent_warnings(caps):
-        warn(message)
     result = filecaps.apply(args.path, caps, rootid=args.rootid, root=args.root,
                             force=args.force)
+    # After the fact, so that a refusal stays one line.
+    for message in fileops.root_equivalent_warnings(caps):
+        warn(message)
     if args.verbose:
         _out(f"{result.path}: {'set' if result.changed else 'already set'}")
     return EXIT_OK
@@ -223,7 +223,9 @@ def cmd_list(args: argparse.Namespace) -> int:
     known = _known_bits()
     catalogue = _catalogue(args, [args.source] if args.source else None)
     entries: list[tuple[Any, str]] = []
-    for item in catalogue.resolve():
+    from capsnap.declarations import canonical_in
+
+    for item in catalogue.resolve(canonical_in(args.paths_)):
         if item.winner is not None:
             beaten = ", ".join(d.label() for d in item.overridden if d.source != "local")
             entries.append((item.winner, f"wins over {beaten}" if beaten else "in force"))
@@ -259,9 +261,10 @@ def _report(findings: list[Any], as_json: bool, problems: list[Any]) -> None:
 
 def cmd_check(args: argparse.Namespace) -> int:
     from capsnap import reapply
+    from capsnap.declarations import canonical_in
 
     catalogue = _catalogue(args)
-    items = reapply.select(catalogue.resolve(), args.package)
+    items = reapply.select(catalogue.resolve(canonical_in(args.paths_)), args.package)
     findings = reapply.check(items, args.paths_, _known_bits())
     _report(findings, args.json, catalogue.problems)
     bad = catalogue.problems or any(f.status not in reapply.IN_PLACE for f in findings)
@@ -270,9 +273,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_reapply(args: argparse.Namespace) -> int:
     from capsnap import reapply
+    from capsnap.declarations import canonical_in
 
     catalogue = _catalogue(args)
-    items = reapply.select(catalogue.resolve(), args.package)
+    items = reapply.select(catalogue.resolve(canonical_in(args.paths_)), args.package)
     findings, log_error = reapply.reapply(items, args.paths_, _known_bits(),
                                           dry_run=args.dry_run)
     if log_error:
@@ -282,8 +286,8 @@ def cmd_reapply(args: argparse.Namespace) -> int:
         if f.status in (reapply.FALLBACK, reapply.FAILED):
             warn(f"{f.path}: {f.detail}")
     _report(findings, args.json, catalogue.problems)
-    done = reapply.IN_PLACE | ({reapply.WOULD_RESTORE} if args.dry_run else set())
-    bad = catalogue.problems or any(f.status not in done for f in findings)
+    # A dry run changes nothing: what it would restore is not in place.
+    bad = catalogue.problems or any(f.status not in reapply.IN_PLACE for f in findings)
     return EXIT_DIFFERENT if bad else EXIT_OK
 
 

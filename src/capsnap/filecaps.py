@@ -8,6 +8,7 @@ pinned descriptor, read back from it and compared byte for byte.
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 from capsnap import captext, fileops, xattr
@@ -27,13 +28,23 @@ class Reading(NamedTuple):
         return captext.format_text(self.caps.capset(), known_bits)
 
     def as_json(self, known_bits: int) -> dict[str, object]:
+        encoded = os.fsencode(self.path)
         return {
             "path": self.path,
+            "path_hex": encoded.hex() if not _is_utf8(encoded) else None,
             "capabilities": self.text(known_bits),
             "revision": self.caps.revision if self.caps else None,
             "rootid": self.caps.rootid if self.caps and self.caps.revision == 3 else None,
             "raw": self.raw.hex() if self.raw is not None else None,
         }
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def read_target(target: fileops.Target) -> Reading:
@@ -45,6 +56,22 @@ def read_target(target: fileops.Target) -> Reading:
     except AttrFormatError as exc:
         raise OperationFailed(f"{target.display}: {exc}") from None
     return Reading(target.display, raw, caps)
+
+
+def read_walked(display: str, host: str) -> Reading:
+    """A regular file met by a directory walk, read by its path as getcap does."""
+    import errno
+
+    try:
+        raw = os.getxattr(host, xattr.XATTR_NAME, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.EOPNOTSUPP):
+            return Reading(display, None, None)
+        raise OperationFailed(f"{display}: {fileops.describe_oserror(exc)}") from None
+    try:
+        return Reading(display, raw, xattr.decode(raw))
+    except AttrFormatError as exc:
+        raise OperationFailed(f"{display}: {exc}") from None
 
 
 def read(path: str, root: str = "/") -> Reading:

@@ -99,9 +99,11 @@ def open_target(path: str, root: str = "/") -> Iterator[Target]:
         # The directory stack from the root to the current directory; the
         # part above the start (for relative paths) is checked separately.
         stack: list[tuple[int, str, os.stat_result]] = [(start_fd, start_name, start_st)]
+        if not path:
+            raise OperationFailed("'': not a file path")
         pending = _split(path)
-        if not pending:
-            raise OperationFailed(f"{path or repr(path)}: not a file path")
+        # "dir/" names a directory, as it does for the kernel.
+        wants_directory = path.endswith("/") or path.endswith("/.") or path == "."
         links = 0
         while True:
             cur_fd = stack[-1][0]
@@ -144,6 +146,8 @@ def open_target(path: str, root: str = "/") -> Iterator[Target]:
                 pending[:0] = _split(link)
                 continue
             if not pending:
+                if wants_directory and not stat.S_ISDIR(st.st_mode):
+                    raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
                 yield Target(display=path, fd=fd, st=st, name=comp,
                              directories=tuple((n, s) for _, n, s in stack))
                 return
@@ -218,17 +222,21 @@ _VERSION_SUFFIX = re.compile(r"[-_.]?[0-9][0-9.]*[a-z]?$")
 
 # Byte markers that an interpreter or shell binary carries whatever it is
 # called: the embedding entry points of each language runtime, and the
-# variables every POSIX shell must implement.
+# version or default-prompt strings of the shells.  (Generic shell variable
+# names are no good: shellcheck carries them all.)
 _INTERPRETER_MARKERS = re.compile(
-    rb"Py_InitializeEx|perl_parse|ruby_options|luaL_newstate|php_execute_script"
-    rb"|Tcl_Main|_ZN4node5Start|JLI_Launch|BusyBox v|GNU bash,|OPTIND\x00"
+    rb"Py_InitializeEx|Py_InitializeFromConfig|perl_parse|ruby_options|luaL_newstate"
+    rb"|php_execute_script|Tcl_Main|_ZN4node5Start|JLI_Launch|BusyBox v|GNU bash,"
+    rb"|PS4=\+ |@\(#\)MIRBSD KSH"
 )
-_SHELL_MARKERS = (b"OPTIND\x00", b"PS4")
 _MARKER_LANGUAGE = {
-    b"Py_InitializeEx": "Python", b"perl_parse": "Perl", b"ruby_options": "Ruby",
-    b"luaL_newstate": "Lua", b"php_execute_script": "PHP", b"Tcl_Main": "Tcl",
-    b"_ZN4node5Start": "Node.js", b"JLI_Launch": "Java", b"BusyBox v": "BusyBox",
-    b"GNU bash,": "bash",
+    b"Py_InitializeEx": "the Python interpreter", b"Py_InitializeFromConfig":
+    "the Python interpreter, or a program embedding it", b"perl_parse": "the Perl interpreter",
+    b"ruby_options": "the Ruby interpreter", b"luaL_newstate": "the Lua interpreter",
+    b"php_execute_script": "the PHP interpreter", b"Tcl_Main": "the Tcl interpreter",
+    b"_ZN4node5Start": "the Node.js runtime", b"JLI_Launch": "the Java launcher",
+    b"BusyBox v": "BusyBox (a shell among others)", b"GNU bash,": "a shell (bash)",
+    b"PS4=+ ": "a shell", b"@(#)MIRBSD KSH": "a shell (mksh)",
 }
 
 
@@ -253,24 +261,22 @@ def sniff_interpreter(target: Target) -> str | None:
         if head != b"\x7fELF" or target.st.st_size == 0:
             return None
         with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as data:
-            found = {m.group(0) for m in _INTERPRETER_MARKERS.finditer(data)}
-            if all(data.find(m) >= 0 for m in _SHELL_MARKERS) and b"OPTIND\x00" in found:
-                return "a shell"
-            for marker, language in _MARKER_LANGUAGE.items():
-                if marker in found:
-                    return f"the {language} interpreter"
+            match = _INTERPRETER_MARKERS.search(data)
+            if match is not None:
+                return _MARKER_LANGUAGE[match.group(0)]
     finally:
         os.close(fd)
     return None
 
 
 @functools.cache
-def _in_user_namespace() -> bool:
+def _uid_map() -> tuple[tuple[int, int, int], ...]:
     try:
         with open("/proc/self/uid_map", encoding="ascii") as f:
-            return f.read().split() != ["0", "0", "4294967295"]
-    except OSError:
-        return False
+            return tuple((int(a), int(b), int(c)) for a, b, c in
+                         (line.split() for line in f if line.strip()))
+    except (OSError, ValueError):
+        return ((0, 0, 4294967295),)
 
 
 @functools.cache
@@ -282,10 +288,19 @@ def _overflow_uid() -> int:
         return 65534
 
 
-def _trusted_owner(uid: int, userns: bool, overflow: int) -> bool:
-    # Inside a user namespace the owners it does not map (the real root
-    # among them) show as the overflow uid: outside this namespace's reach.
-    return uid == 0 or (userns and uid == overflow)
+def _trusted_owner(uid: int) -> bool:
+    """Root of this user namespace, or an owner the namespace does not map.
+
+    Inside a user namespace the files of unmapped owners (the real root
+    among them) show as the overflow uid; they are outside the namespace's
+    reach.  A mapped uid that happens to equal it (a real `nobody` mapped
+    in, as container runtimes do) is an ordinary user.
+    """
+    if uid == 0:
+        return True
+    if uid != _overflow_uid():
+        return False
+    return not any(inside <= uid < inside + count for inside, _, count in _uid_map())
 
 
 @functools.cache
@@ -308,11 +323,9 @@ def _ancestors(path: str) -> list[str]:
 
 def unsafe_reasons(target: Target, root: str = "/") -> list[str]:
     """Why giving this file capabilities would be unsafe (empty: safe)."""
-    userns = _in_user_namespace()
-    overflow = _overflow_uid()
     st = target.st
     reasons: list[str] = []
-    if not _trusted_owner(st.st_uid, userns, overflow):
+    if not _trusted_owner(st.st_uid):
         reasons.append(f"it is owned by uid {st.st_uid}, not root: its owner could "
                        "replace the program (chown root it first)")
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
@@ -330,7 +343,7 @@ def unsafe_reasons(target: Target, root: str = "/") -> list[str]:
         directories = [*_ancestor_stats(directories[0][0]), *directories]
     for dpath, dst in directories:
         mode = dst.st_mode
-        if not _trusted_owner(dst.st_uid, userns, overflow):
+        if not _trusted_owner(dst.st_uid):
             reasons.append(f"directory {dpath} is owned by uid {dst.st_uid}, who could "
                            "swap the file (keep it in root-owned directories)")
             break
@@ -341,7 +354,7 @@ def unsafe_reasons(target: Target, root: str = "/") -> list[str]:
     by_name = interpreter_by_name(target.name)
     sniffed = sniff_interpreter(target)
     if by_name or sniffed:
-        what = sniffed or f"an interpreter ({by_name})"
+        what = sniffed or f"an interpreter ({by_name}, by its name)"
         reasons.append(f"it is {what}: every account that can run it would gain the "
                        "capability for any code (give it to a dedicated helper binary)")
     return reasons

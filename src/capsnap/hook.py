@@ -94,7 +94,7 @@ def _reapply(ctx: Context, packages: Iterable[str] | None) -> list[reapply.Findi
     catalogue = declarations.load(ctx.paths, ctx.known_bits)
     for problem in catalogue.problems:
         ctx.report(str(problem))
-    items = reapply.select(catalogue.resolve(), packages)
+    items = reapply.select(catalogue.resolve(declarations.canonical_in(ctx.paths)), packages)
     findings, log_error = reapply.reapply(items, ctx.paths, ctx.known_bits)
     if log_error:
         ctx.report(log_error)

@@ -161,3 +161,35 @@ def test_unsupported_filesystem_says_why(tmp_path: Path) -> None:
         assert len(result.err.strip().splitlines()) == 1
     finally:
         os.system(f"umount {mount}")
+
+
+def test_trailing_slash_on_a_file_is_not_a_directory(world_dir: Path) -> None:
+    tool = _plain(world_dir)
+    result = run_cli("set", "cap_net_raw=ep", tool + "/")
+    assert result.status == 3 and "not a directory" in result.err
+    assert getxattr_or_none(tool) is None
+
+
+def test_get_recursive_on_dot_and_json_with_undecodable_names(world_dir: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    import json
+
+    odd = world_dir / os.fsdecode(b"bad\xffname")
+    copy_binary("/bin/true", odd)
+    assert run_cli("set", "cap_net_raw=ep", str(odd)).status == 0
+    monkeypatch.chdir(world_dir)
+    listed = run_cli("get", "-r", ".")
+    assert listed.status == 0
+    assert listed.out.encode("utf-8", "surrogateescape") == b"./bad\xffname cap_net_raw=ep\n"
+    as_json = run_cli("get", "--json", str(odd))
+    assert as_json.out.isascii()
+    data = json.loads(as_json.out)
+    assert data[0]["path_hex"] == os.fsencode(str(odd)).hex()
+
+
+def test_refusal_stays_one_line_even_with_root_equivalent_caps(world_dir: Path) -> None:
+    tool = copy_binary("/bin/true", world_dir / "tool", 0o775)
+    result = run_cli("set", "cap_sys_admin,cap_setuid=ep", tool.as_posix())
+    assert result.status == 3
+    assert len(result.err.strip().splitlines()) == 1

@@ -127,3 +127,29 @@ def test_paths_honour_dpkg_environment() -> None:
         "/srv/img/etc/capsnap/capabilities.d/local.capabilities"
     assert SystemPaths.select(environ={"DPKG_ROOT": ""}).root == "/"
     assert SystemPaths.select(root="/r", admindir="/a", environ={}).dpkg_status == "/a/status"
+
+
+def test_paths_are_normalised_so_local_wins_over_any_spelling() -> None:
+    entry = parse_entry("/usr//bin/a/ cap_kill=ep")
+    assert entry is not None and entry.path == "/usr/bin/a"
+    with pytest.raises(InvalidInput):
+        parse_entry("/usr/bin/../bin/a cap_kill=ep")
+    catalogue = Catalogue([_decl("/usr/bin/a", CapSet(RAW, RAW, 0), "dpkg", "pa"),
+                           _decl("/bin/a", CapSet(BIND, BIND, 0), "local")], [], [])
+    merged = {"/bin": "/usr/bin"}
+    resolved = catalogue.resolve(lambda p: merged.get(p.rsplit("/", 1)[0], p.rsplit("/", 1)[0])
+                                 + "/" + p.rsplit("/", 1)[1])
+    assert len(resolved) == 1
+    assert resolved[0].path == "/usr/bin/a" and resolved[0].winner is not None
+    assert resolved[0].winner.source == "local"
+
+
+def test_a_bad_local_file_does_not_block_declare(tmp_path: Path) -> None:
+    paths = SystemPaths(root=str(tmp_path))
+    directory = Path(paths.local_declarations_dir)
+    directory.mkdir(parents=True)
+    (directory / "broken.capabilities").write_bytes(b"\xff\xfe\n")
+    file, _ = local.declare(paths, "/usr/bin/zz", "cap_net_raw=ep", None, None, 41)
+    assert file.endswith("local.capabilities")
+    with pytest.raises(InvalidInput):
+        local.undeclare(paths, "/nope")

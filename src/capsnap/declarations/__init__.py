@@ -97,10 +97,13 @@ class Catalogue:
         self.problems = problems
         self.notes = notes
 
-    def resolve(self) -> list[Resolved]:
+    def resolve(self, canonical: Callable[[str], str] | None = None) -> list[Resolved]:
+        """What to enforce per file.  `canonical` maps a path to the one
+        spelling of its file (on merged-/usr systems /bin/x is /usr/bin/x)."""
         by_path: dict[str, list[Declaration]] = {}
         for decl in self.declarations:
-            by_path.setdefault(decl.path, []).append(decl)
+            key = canonical(decl.path) if canonical else decl.path
+            by_path.setdefault(key, []).append(decl)
         out = []
         for path in sorted(by_path):
             decls = by_path[path]
@@ -116,6 +119,30 @@ class Catalogue:
             else:
                 out.append(Resolved(path, packaged[0], overridden=tuple(packaged[1:])))
         return out
+
+
+def canonical_in(paths: SystemPaths) -> Callable[[str], str]:
+    """The spelling of a path after following the symlinks of its directories
+    inside the root; the path as it is when they lead outside."""
+    import functools
+    import os
+
+    top = os.path.realpath(paths.root)
+
+    @functools.lru_cache(maxsize=1024)
+    def directory(d: str) -> str:
+        real = os.path.realpath(paths.inside(d))
+        if real == top:
+            return "/"
+        if top == "/" or real.startswith(top + "/"):
+            return real[len(top):] if top != "/" else real
+        return d
+
+    def canonical(path: str) -> str:
+        head, name = os.path.split(path)
+        return os.path.join(directory(head), name)
+
+    return canonical
 
 
 def load(paths: SystemPaths, known_bits: int, sources: Iterable[str] = SOURCES,

@@ -100,6 +100,10 @@ def _cache_path(paths: SystemPaths) -> str:
 def _load_cache(paths: SystemPaths, key: list[int]) -> list[PackageField] | None:
     try:
         with open(_cache_path(paths), encoding="utf-8") as f:
+            st = os.fstat(f.fileno())
+            # Only a cache that we (or root) wrote and nobody else can change.
+            if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
+                return None
             data = json.load(f)
     except (OSError, ValueError):
         return None
@@ -180,12 +184,12 @@ def owner_of(paths: SystemPaths, path: str) -> tuple[str, str] | None:
         names = sorted(n for n in os.listdir(paths.dpkg_info) if n.endswith(".list"))
     except OSError:
         return None
-    wanted = path + "\n"
+    wanted = {alias + "\n" for alias in path_aliases(path)}
     for name in names:
         try:
             with open(os.path.join(paths.dpkg_info, name), encoding="utf-8",
                       errors="surrogateescape") as f:
-                if wanted in f:
+                if any(line in wanted for line in f):
                     package = name[:-len(".list")]
                     return package, _installed_version(paths, package)
         except OSError:

@@ -16,6 +16,7 @@ reason.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from collections.abc import Iterable
 from typing import NamedTuple
@@ -105,8 +106,12 @@ def parse_entry(line: str, number: int = 0, known_bits: int = len(captext.CAP_NA
     path = unescape_path(tokens[0])
     if not path.startswith("/"):
         raise InvalidInput(f"path {tokens[0]!r} is not absolute")
-    if "\0" in path:
-        raise InvalidInput("path contains a NUL byte")
+    if "\0" in path or "\n" in path:
+        raise InvalidInput(f"path {tokens[0]!r} contains a NUL byte or a newline")
+    if ".." in path.split("/"):
+        raise InvalidInput(f"path {tokens[0]!r} has a '..' component: give the real path")
+    # One spelling per file: "/usr//bin/x/" and "/usr/bin/x" must meet.
+    path = posixpath.normpath(path).replace("//", "/")
     options: dict[str, str] = {}
     rest = tokens[1:]
     while rest and (match := _OPTION.match(rest[-1])):

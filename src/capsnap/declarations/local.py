@@ -9,6 +9,7 @@ atomically (write a temporary file beside it, fsync, rename).
 from __future__ import annotations
 
 import os
+import posixpath
 
 from capsnap import captext
 from capsnap.declarations import Declaration, Problem
@@ -100,6 +101,14 @@ def _lines_of(file: str) -> list[str]:
         raise OperationFailed(f"{file}: cannot read: {exc}") from None
 
 
+def _readable_lines(file: str) -> list[str]:
+    """A file's lines, or none when it cannot be read (`list` reports it)."""
+    try:
+        return _lines_of(file)
+    except OperationFailed:
+        return []
+
+
 def _declares(line: str, path: str) -> bool:
     try:
         entry = parse_entry(line)
@@ -111,16 +120,16 @@ def _declares(line: str, path: str) -> bool:
 def declare(paths: SystemPaths, path: str, text: str, reason: str | None,
             owner: str | None, known_bits: int) -> tuple[str, bool]:
     """Add or replace the local declaration of `path`; (file, replaced)."""
-    if not path.startswith("/"):
-        raise InvalidInput(f"{path}: declarations name absolute paths")
-    captext.parse_file_caps(text, known_bits)
+    checked = parse_entry(f"{escape_path(path)} {text}", known_bits=known_bits)
+    assert checked is not None
+    path = checked.path
     if reason is not None and ("\n" in reason or "#" in reason):
         raise InvalidInput("--reason must be one line without '#'")
     entry = Entry(path=path, text=" ".join(text.split()), caps=captext.CapSet(),
                   owner=owner, comment=reason)
     target = paths.local_declarations_file
     for file in declaration_files(paths):
-        if any(_declares(line, path) for line in _lines_of(file)):
+        if any(_declares(line, path) for line in _readable_lines(file)):
             target = file
             break
     lines = _lines_of(target)
@@ -147,9 +156,10 @@ def declare(paths: SystemPaths, path: str, text: str, reason: str | None,
 
 def undeclare(paths: SystemPaths, path: str) -> list[str]:
     """Remove every local declaration of `path`; the files changed."""
+    path = posixpath.normpath(path)
     changed = []
     for file in declaration_files(paths):
-        lines = _lines_of(file)
+        lines = _readable_lines(file)
         kept = [line for line in lines if not _declares(line, path)]
         if len(kept) != len(lines):
             _write_atomically(file, "\n".join(kept) + "\n")

@@ -1,0 +1,186 @@
+"""capsnap's own .deb: built with dpkg-buildpackage, checked by lintian, and its
+apt, dpkg and trigger hooks exercised for real in an overlay of this machine."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO, needs_root
+from tests.overlay import inside, overlay_supported, overlay_system, put
+from tests.packaging import build_deb
+
+pytestmark = [needs_root,
+              pytest.mark.skipif(shutil.which("dpkg-buildpackage") is None,
+                                 reason="dpkg-dev missing"),
+              pytest.mark.skipif(shutil.which("dh") is None, reason="debhelper missing")]
+
+HELPER = "/usr/lib/foo/bind-helper"
+
+
+@pytest.fixture(scope="session")
+def capsnap_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    top = tmp_path_factory.mktemp("debbuild")
+    source = top / "capsnap"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"))
+    built = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=source,
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    return next(top.glob("capsnap_*_all.deb"))
+
+
+def test_lintian_reports_no_errors(capsnap_deb: Path) -> None:
+    if shutil.which("lintian") is None:
+        pytest.skip("lintian missing")
+    lint = subprocess.run(["lintian", "--no-tag-display-limit", str(capsnap_deb)],
+                          capture_output=True, text=True)
+    errors = [line for line in lint.stdout.splitlines() if line.startswith("E:")]
+    assert not errors, lint.stdout
+    fields = subprocess.run(["dpkg-deb", "-f", str(capsnap_deb)], capture_output=True,
+                            text=True, check=True).stdout
+    assert "Provides: dh-sequence-capsnap" in fields
+    contents = subprocess.run(["dpkg-deb", "-c", str(capsnap_deb)], capture_output=True,
+                              text=True, check=True).stdout
+    for path in ("./usr/bin/capsnap", "./usr/bin/dh_capsnap",
+                 "./usr/share/perl5/Debian/Debhelper/Sequence/capsnap.pm",
+                 "./usr/share/capsnap/templates/deb/postinst.j2",
+                 "./etc/apt/apt.conf.d/05capsnap", "./etc/dpkg/dpkg.cfg.d/capsnap",
+                 "./usr/share/man/man1/capsnap.1.gz",
+                 "./usr/share/bash-completion/completions/capsnap"):
+        assert path in contents, path
+
+
+@pytest.fixture
+def system(tmp_path: Path, capsnap_deb: Path) -> Iterator[Path]:
+    """An overlay of this machine with capsnap's .deb installed by dpkg."""
+    if not overlay_supported():
+        pytest.skip("no overlayfs here")
+    with overlay_system(tmp_path / "ov") as root:
+        done = inside(root, "dpkg", "-i", put(root, capsnap_deb))
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield root
+
+
+def foo(out: Path, version: str, extra: list[str] | None = None,
+        files: dict[str, str | Path | bytes] | None = None) -> Path:
+    return build_deb(out, "foo", version, files or {HELPER: "/bin/true"},
+                     file_capabilities=[f"{HELPER} cap_net_bind_service=ep", *(extra or [])])
+
+
+def getcap(root: Path, path: str) -> str:
+    return subprocess.run(["getcap", str(root / path.lstrip("/"))], capture_output=True,
+                          text=True).stdout.split(" ", 1)[-1].strip()
+
+
+def last_diff(root: Path) -> dict[str, object]:
+    result = inside(root, "capsnap", "diff", "--json")
+    assert result.returncode in (0, 1), result.stderr
+    data: dict[str, object] = json.loads(result.stdout)
+    return data
+
+
+def test_dpkg_upgrade_ends_restored_and_diff_shows_it(tmp_path: Path, system: Path) -> None:
+    root = system
+    v1, v2 = foo(tmp_path, "1.0"), foo(tmp_path, "1.1")
+    first = inside(root, "dpkg", "-i", put(root, v1))
+    assert first.returncode == 0, first.stderr
+    assert getcap(root, HELPER) == "cap_net_bind_service=ep"
+
+    upgraded = inside(root, "dpkg", "-i", put(root, v2))
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert getcap(root, HELPER) == "cap_net_bind_service=ep"  # no manual step
+    assert inside(root, "capsnap", "check").returncode == 0
+
+    diff = last_diff(root)
+    assert diff["transaction"]["manager"] == "dpkg"  # type: ignore[index]
+    assert {"package": "foo", "old": "1.0", "new": "1.1"} in \
+        diff["transaction"]["packages"]  # type: ignore[index]
+    change = {c["path"]: c for c in diff["changes"]}[HELPER]  # type: ignore[attr-defined]
+    assert change["kind"] == "replaced" and change["capsnap"] == "restored"
+    assert (change["before"]["version"], change["after"]["version"]) == ("1.0", "1.1")
+    text = inside(root, "capsnap", "diff").stdout
+    assert "replaced, caps lost, restored by capsnap" in text and "foo 1.0 -> 1.1" in text
+    log = (root / "var/log/capsnap.log").read_text()
+    assert f'path="{HELPER}"' in log and 'result="restored"' in log
+
+
+def test_local_declaration_on_another_packages_file(tmp_path: Path, system: Path) -> None:
+    root = system
+    v1 = build_deb(tmp_path, "nodeish", "18.1", {"/usr/bin/nodeish": "/bin/true"})
+    v2 = build_deb(tmp_path, "nodeish", "18.2", {"/usr/bin/nodeish": "/bin/true"})
+    assert inside(root, "dpkg", "-i", put(root, v1)).returncode == 0
+    declared = inside(root, "capsnap", "declare", "/usr/bin/nodeish",
+                      "cap_net_bind_service=+ep", "--reason", "serves port 443")
+    assert declared.returncode == 0, declared.stderr
+    assert inside(root, "capsnap", "reapply").returncode == 0
+    upgraded = inside(root, "dpkg", "-i", put(root, v2))
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert getcap(root, "/usr/bin/nodeish") == "cap_net_bind_service=ep"
+    change = {c["path"]: c for c in last_diff(root)["changes"]}[  # type: ignore[attr-defined]
+        "/usr/bin/nodeish"]
+    assert change["capsnap"] == "restored"
+    assert (change["before"]["version"], change["after"]["version"]) == ("18.1", "18.2")
+
+
+def test_apt_get_install_of_an_upgrade(tmp_path: Path, system: Path) -> None:
+    root = system
+    v1, v2 = foo(tmp_path, "1.0"), foo(tmp_path, "1.1")
+    assert inside(root, "dpkg", "-i", put(root, v1)).returncode == 0
+    apt = inside(root, "apt-get", "install", "-y", "--no-download", put(root, v2))
+    assert apt.returncode == 0, apt.stdout[-2000:] + apt.stderr
+    assert getcap(root, HELPER) == "cap_net_bind_service=ep"
+    diff = last_diff(root)
+    transaction = diff["transaction"]
+    assert transaction["manager"] == "apt"  # type: ignore[index]
+    assert {"package": "foo", "old": "1.0", "new": "1.1"} in \
+        transaction["packages"]  # type: ignore[index]
+    change = {c["path"]: c for c in diff["changes"]}[HELPER]  # type: ignore[attr-defined]
+    assert change["capsnap"] == "restored"
+    # One transaction for apt's several dpkg runs, not one per dpkg run.
+    snapshots = json.loads(inside(root, "capsnap", "snapshots", "--json").stdout)
+    apt_tid = [s for s in snapshots if s["transaction"] == diff["to"]["transaction"]]  # type: ignore[index]
+    assert {s["phase"] for s in apt_tid} == {"before", "after"}
+
+
+def test_failures_never_fail_dpkg_or_apt_unless_strict(tmp_path: Path, system: Path) -> None:
+    root = system
+    # Unsafe (group-writable), unknown capability name, and a missing file.
+    bad = build_deb(tmp_path, "bad", "1", {"/usr/lib/bad/helper": "/bin/true"},
+                    file_capabilities=["/usr/lib/bad/helper cap_net_raw=ep",
+                                       "/usr/lib/bad/other cap_nonsense=ep",
+                                       "/usr/lib/bad/missing cap_net_raw=ep"],
+                    modes={"/usr/lib/bad/helper": 0o775})
+    done = inside(root, "dpkg", "-i", put(root, bad))
+    assert done.returncode == 0, done.stderr
+    assert "capsnap: hook dpkg-post-invoke:" in done.stderr
+    assert "cap_nonsense" in done.stderr
+    apt = inside(root, "apt-get", "install", "-y", "--reinstall", "--no-download",
+                 put(root, bad))
+    assert apt.returncode == 0, apt.stderr
+    assert getcap(root, "/usr/lib/bad/helper") == ""
+
+    (root / "etc/capsnap").mkdir(parents=True, exist_ok=True)
+    (root / "etc/capsnap/capsnap.conf").write_text("strict = yes\n")
+    strict = inside(root, "dpkg", "-i", put(root, bad))
+    assert strict.returncode != 0
+    assert "strict = yes" in strict.stderr
+
+
+def test_removed_but_not_purged_capsnap_leaves_apt_working(tmp_path: Path,
+                                                          system: Path) -> None:
+    root = system
+    assert inside(root, "dpkg", "-r", "capsnap").returncode == 0
+    assert (root / "etc/apt/apt.conf.d/05capsnap").exists()  # a conffile: kept
+    apt = inside(root, "apt-get", "install", "-y", "--no-download",
+                 put(root, foo(tmp_path, "1.0")))
+    assert apt.returncode == 0, apt.stderr
+    assert inside(root, "dpkg", "-P", "capsnap").returncode == 0
+    assert not (root / "etc/apt/apt.conf.d/05capsnap").exists()
+    assert not os.path.exists(root / "var/lib/capsnap")
