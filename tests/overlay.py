@@ -33,7 +33,10 @@ def overlay_system(top: Path) -> Iterator[Path]:
     mounted = [merged]
     try:
         for name in BIND:
-            subprocess.run(["mount", "--bind", f"/{name}", str(merged / name)], check=True)
+            # rbind: /dev/pts too (apt wants a pty for its log); rslave, so
+            # unmounting here never reaches back into the host's mounts.
+            subprocess.run(["mount", "--rbind", f"/{name}", str(merged / name)], check=True)
+            subprocess.run(["mount", "--make-rslave", str(merged / name)], check=True)
             mounted.append(merged / name)
         # A private /tmp inside, so the host's temporary files stay out of it.
         subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(merged / "tmp")], check=True)

@@ -98,6 +98,15 @@ def _reapply(ctx: Context, packages: Iterable[str] | None) -> list[reapply.Findi
     findings, log_error = reapply.reapply(items, ctx.paths, ctx.known_bits)
     if log_error:
         ctx.report(log_error)
+    # dpkg runs capsnap's trigger before its post-invoke hook: what the
+    # trigger restored belongs to the transaction still open.
+    actions = [(os.fsencode(f.path), f.status, f.detail) for f in findings
+               if f.status != reapply.OK]
+    if actions and os.path.exists(ctx.db):
+        with Store(ctx.db) as store:
+            tid = store.open_transaction()
+            if tid is not None:
+                store.record_actions(tid, actions)
     return findings
 
 
@@ -129,8 +138,6 @@ def finish(ctx: Context, tid: int, announced: Iterable[str] = ()) -> int:
         store.add_transaction_packages(tid, changed)
         names = sorted({name for name, _, _ in changed} | set(announced))
         findings = _reapply(ctx, names) if names else []
-        store.record_actions(tid, [(os.fsencode(f.path), f.status, f.detail)
-                                   for f in findings if f.status != reapply.OK])
         scope = Scope("package", tuple(n for n, _, new in changed if new)) \
             if any(new for _, _, new in changed) else TRACKED
         _snapshot(ctx, store, scope, tid, "after")

@@ -133,7 +133,7 @@ def test_apt_get_install_of_an_upgrade(tmp_path: Path, system: Path) -> None:
     root = system
     v1, v2 = foo(tmp_path, "1.0"), foo(tmp_path, "1.1")
     assert inside(root, "dpkg", "-i", put(root, v1)).returncode == 0
-    apt = inside(root, "apt-get", "install", "-y", "--no-download", put(root, v2))
+    apt = inside(root, "apt-get", "install", "-y", put(root, v2))
     assert apt.returncode == 0, apt.stdout[-2000:] + apt.stderr
     assert getcap(root, HELPER) == "cap_net_bind_service=ep"
     diff = last_diff(root)
@@ -161,7 +161,7 @@ def test_failures_never_fail_dpkg_or_apt_unless_strict(tmp_path: Path, system: P
     assert done.returncode == 0, done.stderr
     assert "capsnap: hook dpkg-post-invoke:" in done.stderr
     assert "cap_nonsense" in done.stderr
-    apt = inside(root, "apt-get", "install", "-y", "--reinstall", "--no-download",
+    apt = inside(root, "apt-get", "install", "-y", "--reinstall",
                  put(root, bad))
     assert apt.returncode == 0, apt.stderr
     assert getcap(root, "/usr/lib/bad/helper") == ""
@@ -178,7 +178,7 @@ def test_removed_but_not_purged_capsnap_leaves_apt_working(tmp_path: Path,
     root = system
     assert inside(root, "dpkg", "-r", "capsnap").returncode == 0
     assert (root / "etc/apt/apt.conf.d/05capsnap").exists()  # a conffile: kept
-    apt = inside(root, "apt-get", "install", "-y", "--no-download",
+    apt = inside(root, "apt-get", "install", "-y",
                  put(root, foo(tmp_path, "1.0")))
     assert apt.returncode == 0, apt.stderr
     assert inside(root, "dpkg", "-P", "capsnap").returncode == 0
