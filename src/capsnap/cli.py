@@ -735,7 +735,9 @@ def _command_named(argv: Sequence[str]) -> str | None:
             skip = False
         elif arg in _GLOBAL_WITH_VALUE:
             skip = True
-        elif arg in ("-h", "--help", "--version", "--"):
+        elif arg == "--version":
+            return "parse"  # any one command: --version needs no sub-parsers
+        elif arg in ("-h", "--help", "--"):
             return None
         elif not arg.startswith("-"):
             return arg if arg in COMMANDS else None

@@ -72,17 +72,23 @@ def under_apt() -> bool:
     return False
 
 
-def _tracked(ctx: Context, store: Store) -> list[bytes]:
+def _tracked(ctx: Context, store: Store) -> tuple[list[bytes], dict[bytes, tuple[str, str]]]:
+    """The paths every snapshot includes, and the owners the declarations name."""
     catalogue = declarations.load(ctx.paths, ctx.known_bits)
+    owners: dict[bytes, tuple[str, str]] = {}
+    for d in catalogue.declarations:
+        if d.package:
+            owners[os.fsencode(d.path)] = (d.package, d.version or "")
     declared = {os.fsencode(d.path) for d in catalogue.declarations}
-    return sorted(declared | set(store.latest_with_caps()))
+    return sorted(declared | set(store.latest_with_caps())), owners
 
 
 def _snapshot(ctx: Context, store: Store, scope: Scope, tid: int, phase: str) -> int:
     stats = scan.WalkStats()
     settings, _ = config.load(ctx.paths)
-    rows = live_rows(ctx.paths, scope, ctx.known_bits, extra=_tracked(ctx, store),
-                     stats=stats, roots=settings.roots)
+    extra, owners = _tracked(ctx, store)
+    rows = live_rows(ctx.paths, scope, ctx.known_bits, extra=extra, stats=stats,
+                     roots=settings.roots, known_owners=owners)
     snapshot_id = store.add_snapshot(scope.describe(), ctx.paths.root, rows,
                                      transaction_id=tid, phase=phase)
     for path, why in stats.unreadable:
@@ -123,11 +129,29 @@ def _failures(findings: list[reapply.Finding], ctx: Context) -> int:
 TRACKED = Scope("tracked")
 
 
+def _marker(ctx: Context) -> str:
+    """Exists while a transaction is open; capsnap's postinst reads it from sh
+    to skip the trigger run that the post-invoke hook makes redundant."""
+    return os.path.join(ctx.paths.state_dir, "transaction-open")
+
+
+def _mark_open(ctx: Context, is_open: bool) -> None:
+    try:
+        if is_open:
+            with open(_marker(ctx), "w", encoding="ascii"):
+                pass
+        elif os.path.exists(_marker(ctx)):
+            os.unlink(_marker(ctx))
+    except OSError as exc:
+        ctx.report(f"{_marker(ctx)}: {exc.strerror}")
+
+
 def begin(ctx: Context, manager: str, scope: Scope = TRACKED) -> int:
     with Store(ctx.db) as store:
         tid = store.begin_transaction(manager, [])
         store.set_baseline(tid, _versions(ctx.paths))
         _snapshot(ctx, store, scope, tid, "before")
+    _mark_open(ctx, True)
     return tid
 
 
@@ -141,6 +165,7 @@ def finish(ctx: Context, tid: int, announced: Iterable[str] = ()) -> int:
         scope = Scope("package", tuple(n for n, _, new in changed if new)) \
             if any(new for _, _, new in changed) else TRACKED
         _snapshot(ctx, store, scope, tid, "after")
+    _mark_open(ctx, False)
     return _failures(findings, ctx)
 
 
@@ -192,6 +217,7 @@ def apt_pre_install_pkgs(ctx: Context) -> int:
         if tid is None:
             tid = store.begin_transaction("apt", [])
             store.set_baseline(tid, _versions(ctx.paths))
+            _mark_open(ctx, True)
         store.add_transaction_packages(tid, packages)
         installed = tuple(sorted(name for name, old, _ in packages if old))
         scope = Scope("package", installed) if installed else TRACKED
@@ -226,6 +252,8 @@ def dpkg_post_invoke(ctx: Context) -> int:
 
 
 def dpkg_triggered(ctx: Context) -> int:
+    if os.path.exists(_marker(ctx)):
+        return 0  # the open transaction's post-invoke hook reapplies
     return _failures(_reapply(ctx, None), ctx)
 
 

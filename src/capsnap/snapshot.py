@@ -79,11 +79,21 @@ def _package_files(paths: SystemPaths, package: str) -> tuple[list[str], tuple[s
                        "nor rpm knows it)")
 
 
-def attribute(paths: SystemPaths, rows: list[Row]) -> list[Row]:
-    """Fill in the owning package and version where a package ships the path."""
+def attribute(paths: SystemPaths, rows: list[Row],
+              known: dict[bytes, tuple[str, str]] | None = None) -> list[Row]:
+    """Fill in the owning package and version where a package ships the path.
+
+    `known` owners (from the declarations just read) spare the search of
+    every package's file list, which is most of a hook's snapshot.
+    """
     from capsnap.declarations import dpkg, rpm
 
+    if known:
+        rows = [r._replace(package=known[r.path][0], version=known[r.path][1])
+                if r.package is None and r.path in known else r for r in rows]
     wanted = {os.fsdecode(r.path) for r in rows if r.package is None}
+    if not wanted:
+        return rows
     owners = dpkg.owners(paths, wanted)
     rest = wanted - owners.keys()
     if rest:
@@ -98,7 +108,8 @@ def attribute(paths: SystemPaths, rows: list[Row]) -> list[Row]:
 def live_rows(paths: SystemPaths, scope: Scope, known_bits: int,
               extra: Iterable[bytes] = (), stats: scan.WalkStats | None = None,
               progress: Callable[[scan.WalkStats], None] | None = None,
-              roots: tuple[str, ...] = scan.DEFAULT_ROOTS) -> Iterator[Row]:
+              roots: tuple[str, ...] = scan.DEFAULT_ROOTS,
+              known_owners: dict[bytes, tuple[str, str]] | None = None) -> Iterator[Row]:
     """The rows of a snapshot of `scope` taken now, in path order."""
     stats = stats if stats is not None else scan.WalkStats()
     rows: dict[bytes, Row] = {}
@@ -138,4 +149,4 @@ def live_rows(paths: SystemPaths, scope: Scope, known_bits: int,
                 inode=row.inode, size=row.size, mtime_ns=row.mtime_ns, package=row.package,
                 version=row.version, btime_ns=row.btime_ns)
         finished.append(row)
-    yield from sorted(attribute(paths, finished), key=lambda r: r.path)
+    yield from sorted(attribute(paths, finished, known_owners), key=lambda r: r.path)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import zlib
 
 from capsnap.declarations import Declaration, Problem
 from capsnap.declarations.entries import parse_lines
@@ -27,7 +28,7 @@ _PARAGRAPH_SPLIT = re.compile(r"\n[ \t]*\n")
 # Package states whose files are on disk (dpkg(1) "Package states").
 _ON_DISK = {"installed", "half-configured", "unpacked", "triggers-awaited",
             "triggers-pending"}
-_CACHE_VERSION = 3
+_CACHE_VERSION = 4
 _JOURNAL_NAME = re.compile(r"^[0-9]+$")
 _PACKAGE_KEY = re.compile(r"^(Package|Architecture): *(\S*)", re.MULTILINE)
 
@@ -75,12 +76,11 @@ def database_paragraphs(paths: SystemPaths) -> list[str]:
     return list(by_package.values())
 
 
-def _parse_status(paragraphs: list[str]) -> list[PackageField]:
+def _parse_paragraphs(paragraphs: list[str]) -> list[PackageField]:
     from debian import deb822
 
-    selected = [p for p in paragraphs if _FIELD_RE.search(p)]
     out: list[PackageField] = []
-    for para in deb822.Deb822.iter_paragraphs("\n\n".join(selected).splitlines(True),
+    for para in deb822.Deb822.iter_paragraphs("\n\n".join(paragraphs).splitlines(True),
                                               use_apt_pkg=False):
         out.append({
             "package": para.get("Package", ""),
@@ -93,27 +93,39 @@ def _parse_status(paragraphs: list[str]) -> list[PackageField]:
     return out
 
 
+def _digest(paragraph: str) -> str:
+    # crc32 with the length and the package's name and version: hashlib's
+    # import alone (OpenSSL) costs a hook more than the whole lookup.
+    data = paragraph.encode("utf-8", "surrogateescape")
+    return (f"{zlib.crc32(data):08x}-{len(data)}-{_field(paragraph, 'Package')}-"
+            f"{_field(paragraph, 'Version')}")
+
+
 def _cache_path(paths: SystemPaths) -> str:
     return os.path.join(paths.cache_dir, "dpkg-declarations.json")
 
 
-def _load_cache(paths: SystemPaths, key: list[int]) -> list[PackageField] | None:
+def _load_cache(paths: SystemPaths) -> tuple[dict[str, PackageField], list[int], list[str]]:
+    """Parsed paragraphs by digest (only paragraphs never seen need python-debian),
+    the database key they were last read with, and the digests selected then."""
     try:
         with open(_cache_path(paths), encoding="utf-8") as f:
             st = os.fstat(f.fileno())
             # Only a cache that we (or root) wrote and nobody else can change.
             if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
-                return None
+                return {}, [], []
             data = json.load(f)
     except (OSError, ValueError):
-        return None
+        return {}, [], []
     if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION \
-            or data.get("key") != key or not isinstance(data.get("packages"), list):
-        return None
-    return [p for p in data["packages"] if isinstance(p, dict)]
+            or not isinstance(data.get("paragraphs"), dict):
+        return {}, [], []
+    parsed = {k: v for k, v in data["paragraphs"].items() if isinstance(v, dict)}
+    return parsed, list(data.get("key", [])), list(data.get("selected", []))
 
 
-def _store_cache(paths: SystemPaths, key: list[int], packages: list[PackageField]) -> None:
+def _store_cache(paths: SystemPaths, parsed: dict[str, PackageField], key: list[int],
+                 selected: list[str]) -> None:
     # Best effort: an unprivileged run or a read-only root simply has no cache.
     try:
         os.makedirs(paths.cache_dir, exist_ok=True)
@@ -121,7 +133,8 @@ def _store_cache(paths: SystemPaths, key: list[int], packages: list[PackageField
 
         fd, tmp = tempfile.mkstemp(dir=paths.cache_dir, prefix=".dpkg-declarations.")
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"version": _CACHE_VERSION, "key": key, "packages": packages}, f)
+            json.dump({"version": _CACHE_VERSION, "key": key, "selected": selected,
+                       "paragraphs": parsed}, f)
         os.chmod(tmp, 0o644)
         os.replace(tmp, _cache_path(paths))
     except OSError:
@@ -129,20 +142,30 @@ def _store_cache(paths: SystemPaths, key: list[int], packages: list[PackageField
 
 
 def packages_with_field(paths: SystemPaths) -> tuple[list[PackageField], list[Problem]]:
+    """The packages whose paragraph carries the field, parsed by python-debian.
+
+    Every dpkg run rewrites the status file, but rarely the paragraphs that
+    declare capabilities: those are cached by the digest of their text, so
+    a hook after an unrelated upgrade does not import python-debian at all.
+    """
     if not os.path.exists(paths.dpkg_status):
         return [], []
     key = _database_key(paths)
-    cached = _load_cache(paths, key)
-    if cached is not None:
-        return cached, []
+    cache, cached_key, cached_selection = _load_cache(paths)
+    if key == cached_key and all(d in cache for d in cached_selection):
+        return [cache[d] for d in cached_selection], []  # the database did not change
     try:
-        paragraphs = database_paragraphs(paths)
+        selected = [p for p in database_paragraphs(paths) if _FIELD_RE.search(p)]
     except OSError as exc:
         return [], [Problem("dpkg", paths.dpkg_status,
                             f"cannot read the dpkg status database: {exc.strerror}")]
-    packages = _parse_status(paragraphs)
-    _store_cache(paths, key, packages)
-    return packages, []
+    digests = [_digest(p) for p in selected]
+    unseen = [p for p, d in zip(selected, digests, strict=True) if d not in cache]
+    for paragraph, parsed in zip(unseen, _parse_paragraphs(unseen) if unseen else [],
+                                 strict=True):
+        cache[_digest(paragraph)] = parsed
+    _store_cache(paths, {d: cache[d] for d in digests}, key, digests)
+    return [cache[d] for d in digests], []
 
 
 def read(paths: SystemPaths, known_bits: int) \
@@ -218,6 +241,15 @@ def path_aliases(path: str) -> list[str]:
     return out
 
 
+def _field(paragraph: str, name: str) -> str:
+    """One simple field of a paragraph (str.find: hooks read every paragraph)."""
+    start = 0 if paragraph.startswith(name + ":") else paragraph.find("\n" + name + ":") + 1
+    if start == 0 and not paragraph.startswith(name + ":"):
+        return ""
+    end = paragraph.find("\n", start)
+    return paragraph[start + len(name) + 1:end if end >= 0 else None].strip()
+
+
 def installed_versions(paths: SystemPaths) -> dict[str, str]:
     """Version of every package whose files are on disk, by name (and name:arch)."""
     out: dict[str, str] = {}
@@ -226,15 +258,16 @@ def installed_versions(paths: SystemPaths) -> dict[str, str]:
     except OSError:
         return out
     for para in paragraphs:
-        fields = dict(re.findall(r"^(Package|Version|Status|Architecture): *(.*)$", para,
-                                 re.MULTILINE))
-        status = fields.get("Status", "").split()
-        if not status or status[-1] not in _ON_DISK or "Package" not in fields:
+        status = _field(para, "Status").split()
+        if not status or status[-1] not in _ON_DISK:
             continue
-        name, version = fields["Package"], fields.get("Version", "")
+        name, version = _field(para, "Package"), _field(para, "Version")
+        if not name:
+            continue
         out.setdefault(name, version)
-        if fields.get("Architecture"):
-            out[f"{name}:{fields['Architecture']}"] = version
+        arch = _field(para, "Architecture")
+        if arch:
+            out[f"{name}:{arch}"] = version
     return out
 
 
