@@ -1,0 +1,147 @@
+"""Desired state for configuration management (the Ansible collection's modules).
+
+Idempotent by construction: what is compared is the canonical capability set
+(so `cap_x=+ep` and `cap_x=ep` are the same), both for the local declaration
+and for the file; nothing is written unless one of them differs, and a check
+run reports the same `changed` without writing.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from capsnap import captext, declarations, filecaps, fileops, xattr
+from capsnap.declarations import local
+from capsnap.declarations.entries import escape_path, parse_entry
+from capsnap.errors import InvalidInput, OperationFailed
+from capsnap.paths import SystemPaths
+
+
+def _on_disk(path: str, paths: SystemPaths, known: int) -> tuple[captext.CapSet | None, str]:
+    reading = filecaps.read(path, paths.root)
+    if reading.caps is None:
+        return None, "none"
+    text = captext.format_text(reading.caps.capset(), known)
+    if reading.caps.revision == 3:
+        text += f" [rootid={reading.caps.rootid}]"
+        return None, text  # a namespaced capability is not the system's
+    return reading.caps.capset(), text
+
+
+def _local_declaration(paths: SystemPaths, path: str,
+                       known: int) -> declarations.Declaration | None:
+    decls, _, _ = local.read(paths, known)
+    found = [d for d in decls if d.path == path]
+    return found[-1] if found else None
+
+
+def _describe(declared: str | None, on_disk: str) -> str:
+    return f"declared: {declared or 'nothing'}\non disk: {on_disk}\n"
+
+
+def declare(paths: SystemPaths, path: str, text: str | None, state: str = "present",
+            reason: str | None = None, check_mode: bool = False, force: bool = False,
+            known: int | None = None) -> dict[str, Any]:
+    """Make `path` declared (and carrying) `text`, or undeclared; what changed."""
+    known = known if known is not None else fileops.kernel_cap_bits()
+    if state not in ("present", "absent"):
+        raise InvalidInput(f"state must be present or absent, not {state!r}")
+    checked = parse_entry(f"{escape_path(path)} {text or '='}", known_bits=known)
+    assert checked is not None
+    path = checked.path
+    old = _local_declaration(paths, path, known)
+    old_text = captext.format_text(old.caps, known) if old else None
+    current, current_text = _on_disk(path, paths, known)
+
+    if state == "absent":
+        others = [d for d in declarations.load(paths, known, ("dpkg", "rpm")).declarations
+                  if d.path == path]
+        strip = old is not None and not others and current == old.stored
+        changed = old is not None or strip
+        if changed and not check_mode:
+            if old is not None:
+                local.undeclare(paths, path)
+            if strip:
+                filecaps.remove(path, paths.root)
+        after_text = "none" if strip else current_text
+        return {"changed": changed, "path": path, "state": "absent",
+                "diff": {"before": _describe(old_text, current_text),
+                         "after": _describe(None, after_text)}}
+
+    assert text is not None
+    caps = captext.parse_file_caps(text, known)
+    wanted = captext.format_text(caps, known)
+    stored = xattr.decode(xattr.encode(caps)).capset()
+    if not force:
+        with fileops.open_target(path, paths.root) as target:
+            fileops.check_safe(target, paths.root)
+    declaration_changed = old is None or old.caps != caps or (
+        reason is not None and old.reason != reason)
+    file_changed = current != stored
+    if not check_mode:
+        if declaration_changed:
+            from capsnap.declarations import dpkg, rpm
+
+            owner = dpkg.owner_of(paths, path) or rpm.owner_of(paths, path)
+            local.declare(paths, path, wanted, reason if reason is not None else
+                          (old.reason if old else None), owner[0] if owner else None, known)
+        if file_changed:
+            filecaps.apply(path, caps, root=paths.root, force=force)
+    return {
+        "changed": declaration_changed or file_changed,
+        "path": path,
+        "state": "present",
+        "capabilities": wanted,
+        "declaration_changed": declaration_changed,
+        "file_changed": file_changed,
+        "diff": {"before": _describe(old_text, current_text),
+                 "after": _describe(wanted, wanted)},
+    }
+
+
+def facts(paths: SystemPaths, known: int | None = None) -> dict[str, Any]:
+    """Declarations by source, the drift `check` finds, and the last transaction."""
+    from capsnap import diff, reapply
+    from capsnap.store import Store
+
+    known = known if known is not None else fileops.kernel_cap_bits()
+    catalogue = declarations.load(paths, known)
+    by_source: dict[str, list[dict[str, object]]] = {s: [] for s in declarations.SOURCES}
+    for decl in catalogue.declarations:
+        by_source[decl.source].append(decl.as_json(known))
+    findings = reapply.check(catalogue.resolve(declarations.canonical_in(paths)), paths, known)
+    drift = [f.as_json() for f in findings if f.status not in reapply.IN_PLACE]
+    last: dict[str, Any] | None = None
+    import os
+
+    db = os.path.join(paths.state_dir, "capsnap.db")
+    if os.path.exists(db):
+        try:
+            with Store(db, create=False) as store:
+                transaction = store.last_complete_transaction()
+                if transaction is not None and transaction.before_id and transaction.after_id:
+                    actions = store.actions(transaction.id)
+                    changes = diff.grouped(diff.compare_pairs(
+                        store.changed_pairs(transaction.before_id, transaction.after_id)))
+                    last = {
+                        "id": transaction.id, "manager": transaction.manager,
+                        "started": transaction.started,
+                        "packages": [{"package": p, "old": o, "new": n}
+                                     for p, o, n in transaction.packages],
+                        "changes": [{
+                            "kind": c.kind, "path": os.fsdecode(c.path),
+                            "before": c.before.text if c.before else None,
+                            "after": c.after.text if c.after else None,
+                            "package": diff.package_label(c.before, c.after),
+                            "capsnap": actions.get(c.path, (None,))[0],
+                        } for c in changes],
+                    }
+        except OperationFailed:
+            last = None
+    return {
+        "declarations": by_source,
+        "drift": drift,
+        "drifted": bool(drift),
+        "problems": [str(p) for p in catalogue.problems],
+        "last_transaction": last,
+    }
