@@ -245,10 +245,7 @@ def dpkg_post_invoke(ctx: Context) -> int:
     if under_apt():
         # Restore between apt's dpkg runs too; apt's post-invoke records it.
         return _failures(_reapply(ctx, None), ctx)
-    tid = _open_transaction(ctx, "dpkg")
-    if tid is None:
-        return _failures(_reapply(ctx, None), ctx)
-    return finish(ctx, tid)
+    return _post(ctx, "dpkg")
 
 
 def dpkg_triggered(ctx: Context) -> int:
@@ -269,11 +266,16 @@ def rpm_pre(ctx: Context) -> int:
     return 0
 
 
-def rpm_post(ctx: Context) -> int:
-    tid = _open_transaction(ctx, "rpm")
+def _post(ctx: Context, manager: str) -> int:
+    """Close the manager's open transaction; without one, just reapply."""
+    tid = _open_transaction(ctx, manager)
     if tid is None:
         return _failures(_reapply(ctx, None), ctx)
     return finish(ctx, tid)
+
+
+def rpm_post(ctx: Context) -> int:
+    return _post(ctx, "rpm")
 
 
 def dnf_pre(ctx: Context) -> int:
@@ -282,10 +284,7 @@ def dnf_pre(ctx: Context) -> int:
 
 
 def dnf_post(ctx: Context) -> int:
-    tid = _open_transaction(ctx, "dnf")
-    if tid is None:
-        return _failures(_reapply(ctx, None), ctx)
-    return finish(ctx, tid)
+    return _post(ctx, "dnf")
 
 
 HOOKS: dict[str, Callable[[Context], int]] = {
