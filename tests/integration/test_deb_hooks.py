@@ -184,3 +184,25 @@ def test_removed_but_not_purged_capsnap_leaves_apt_working(tmp_path: Path,
     assert inside(root, "dpkg", "-P", "capsnap").returncode == 0
     assert not (root / "etc/apt/apt.conf.d/05capsnap").exists()
     assert not os.path.exists(root / "var/lib/capsnap")
+
+
+def test_installed_addon_builds_with_dh_sequence_build_dependency(system: Path) -> None:
+    """Build-Depends: dh-sequence-capsnap, as a packager would use the installed .deb."""
+    root = system
+    source = root / "tmp/hello-caps"
+    shutil.copytree(REPO / "tests/fixtures/hello-caps", source)
+    control = source / "debian/control"
+    control.write_text(control.read_text().replace(
+        "Build-Depends: debhelper-compat (= 13)",
+        "Build-Depends: debhelper-compat (= 13), dh-sequence-capsnap"))
+    rules = source / "debian/rules"
+    rules.write_text(rules.read_text().replace(" --with capsnap", ""))
+    built = inside(root, "sh", "-c", "cd /tmp/hello-caps && dpkg-buildpackage -us -uc -b")
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-2000:]
+    assert "dh_capsnap" in built.stdout
+    deb = next((root / "tmp").glob("hello-caps_*_amd64.deb"))
+    fields = subprocess.run(["dpkg-deb", "-f", str(deb), "File-Capabilities"],
+                            capture_output=True, text=True, check=True).stdout
+    assert "/usr/lib/hello-caps/bind-helper cap_net_bind_service=ep" in fields
+    man = inside(root, "man", "-w", "dh_capsnap")
+    assert man.returncode == 0 and "dh_capsnap.1" in man.stdout

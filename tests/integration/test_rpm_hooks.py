@@ -65,3 +65,21 @@ def test_file_triggers_restore_a_local_declaration_after_rpm_upgrade(
             diff["transaction"]["packages"]
         change = {c["path"]: c for c in diff["changes"]}["/usr/sbin/vpnc-ish"]
         assert change["kind"] == "replaced" and change["capsnap"] == "restored"
+
+
+def test_a_reapply_that_cannot_succeed_never_fails_rpm(tmp_path: Path, capsnap_rpm: Path) -> None:
+    pkg = build_rpm(tmp_path / "pkgs", "odd", "1", {"/usr/bin/odd-tool": "/bin/true"})
+    with overlay_system(tmp_path / "ov") as root:
+        assert inside(root, "rpm", "--initdb").returncode == 0
+        assert inside(root, "rpm", "-i", "--nodeps", put(root, capsnap_rpm)).returncode == 0
+        local = root / "etc/capsnap/capabilities.d"
+        local.mkdir(parents=True)
+        # An unknown capability and a missing file: both reported, neither fatal.
+        (local / "admin.capabilities").write_text("/usr/bin/odd-tool cap_net_raw=ep\n"
+                                                  "/usr/bin/other cap_bogus=ep\n")
+        installed = inside(root, "rpm", "-i", "--nodeps", put(root, pkg))
+        assert installed.returncode == 0, installed.stderr
+        reinstalled = inside(root, "rpm", "-i", "--replacepkgs", "--nodeps", put(root, pkg))
+        assert reinstalled.returncode == 0, reinstalled.stderr
+        assert "capsnap: hook rpm-post:" in reinstalled.stderr
+        assert "cap_bogus" in reinstalled.stderr
