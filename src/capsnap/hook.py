@@ -37,6 +37,7 @@ class Context(NamedTuple):
     known_bits: int
     stdin: TextIO
     report: Callable[[str], None]
+    problems: list[int]  # [count] of declarations that could not be read
 
 
 def _versions(paths: SystemPaths) -> dict[str, str]:
@@ -96,11 +97,18 @@ def _snapshot(ctx: Context, store: Store, scope: Scope, tid: int, phase: str) ->
     return snapshot_id
 
 
-def _reapply(ctx: Context, packages: Iterable[str] | None) -> list[reapply.Finding]:
+def _reapply(ctx: Context, packages: Iterable[str] | None,
+             touched: set[str] | frozenset[str] = frozenset()) -> list[reapply.Finding]:
+    """Reapply the declarations of `packages` (all when None) and of `touched` paths."""
     catalogue = declarations.load(ctx.paths, ctx.known_bits)
     for problem in catalogue.problems:
         ctx.report(str(problem))
-    items = reapply.select(catalogue.resolve(declarations.canonical_in(ctx.paths)), packages)
+    ctx.problems[0] += len(catalogue.problems)
+    resolved = catalogue.resolve(declarations.canonical_in(ctx.paths))
+    items = reapply.select(resolved, packages)
+    if touched and packages is not None:
+        chosen = {item.path for item in items}
+        items += [item for item in resolved if item.path in touched and item.path not in chosen]
     findings, log_error = reapply.reapply(items, ctx.paths, ctx.known_bits)
     if log_error:
         ctx.report(log_error)
@@ -155,13 +163,35 @@ def begin(ctx: Context, manager: str, scope: Scope = TRACKED) -> int:
     return tid
 
 
+def _touched(ctx: Context, store: Store, tid: int) -> set[str]:
+    """Tracked paths whose file the transaction replaced, removed or created.
+
+    A reinstall of the same version changes no version, yet dpkg writes
+    every file anew, dropping its capabilities.
+    """
+    before = store.transaction_info(tid).before_id
+    if before is None:
+        return set()
+    touched = set()
+    for row in store.rows(before):
+        path = os.fsdecode(row.path)
+        try:
+            inode: int | None = os.lstat(ctx.paths.inside(path)).st_ino
+        except OSError:
+            inode = None
+        if inode != row.inode or (row.present and inode is None):
+            touched.add(path)
+    return touched
+
+
 def finish(ctx: Context, tid: int, announced: Iterable[str] = ()) -> int:
     """Reapply what the transaction touched, take the after snapshot, close it."""
     with Store(ctx.db) as store:
         changed = _changed(store.baseline(tid), _versions(ctx.paths))
         store.add_transaction_packages(tid, changed)
         names = sorted({name for name, _, _ in changed} | set(announced))
-        findings = _reapply(ctx, names) if names else []
+        touched = _touched(ctx, store, tid)
+        findings = _reapply(ctx, names, touched) if names or touched else []
         scope = Scope("package", tuple(n for n, _, new in changed if new)) \
             if any(new for _, _, new in changed) else TRACKED
         _snapshot(ctx, store, scope, tid, "after")
@@ -311,12 +341,12 @@ def run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
         messages.append(message)
 
     ctx = Context(paths, db or os.path.join(paths.state_dir, "capsnap.db"), known_bits,
-                  stdin, report)
+                  stdin, report, [0])
     failures = 0
     try:
         if name not in HOOKS:
             raise InvalidInput(f"unknown hook {name!r} (known: {', '.join(HOOKS)})")
-        failures = HOOKS[name](ctx)
+        failures = HOOKS[name](ctx) + ctx.problems[0]
     except CapsnapError as exc:
         report(str(exc))
         failures += 1

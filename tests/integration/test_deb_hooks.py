@@ -110,6 +110,11 @@ def test_dpkg_upgrade_ends_restored_and_diff_shows_it(tmp_path: Path, system: Pa
     log = (root / "var/log/capsnap.log").read_text()
     assert f'path="{HELPER}"' in log and 'result="restored"' in log
 
+    # A reinstall of the same version changes no version but still drops it.
+    reinstalled = inside(root, "dpkg", "-i", put(root, v2))
+    assert reinstalled.returncode == 0, reinstalled.stderr
+    assert getcap(root, HELPER) == "cap_net_bind_service=ep"
+
 
 def test_local_declaration_on_another_packages_file(tmp_path: Path, system: Path) -> None:
     root = system
