@@ -317,7 +317,7 @@ def cmd_undeclare(args: argparse.Namespace) -> int:
 def _store(args: argparse.Namespace, create: bool = True) -> Any:
     from capsnap.store import Store
 
-    db = getattr(args, "db", None) or os.path.join(args.paths_.state_dir, "capsnap.db")
+    db = getattr(args, "db", None) or args.paths_.snapshot_db
     return Store(db, create=create)
 
 

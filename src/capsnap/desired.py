@@ -114,7 +114,7 @@ def facts(paths: SystemPaths, known: int | None = None) -> dict[str, Any]:
     last: dict[str, Any] | None = None
     import os
 
-    db = os.path.join(paths.state_dir, "capsnap.db")
+    db = paths.snapshot_db
     if os.path.exists(db):
         try:
             with Store(db, create=False) as store:

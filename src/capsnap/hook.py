@@ -73,9 +73,17 @@ def under_apt() -> bool:
     return False
 
 
-def _tracked(ctx: Context, store: Store) -> tuple[list[bytes], dict[bytes, tuple[str, str]]]:
-    """The paths every snapshot includes, and the owners the declarations name."""
+def _catalogue(ctx: Context) -> declarations.Catalogue:
     catalogue = declarations.load(ctx.paths, ctx.known_bits)
+    for problem in catalogue.problems:
+        ctx.report(str(problem))
+    ctx.problems[0] += len(catalogue.problems)
+    return catalogue
+
+
+def _tracked(store: Store, catalogue: declarations.Catalogue) \
+        -> tuple[list[bytes], dict[bytes, tuple[str, str]]]:
+    """The paths every snapshot includes, and the owners the declarations name."""
     owners: dict[bytes, tuple[str, str]] = {}
     for d in catalogue.declarations:
         if d.package:
@@ -84,10 +92,13 @@ def _tracked(ctx: Context, store: Store) -> tuple[list[bytes], dict[bytes, tuple
     return sorted(declared | set(store.latest_with_caps())), owners
 
 
-def _snapshot(ctx: Context, store: Store, scope: Scope, tid: int, phase: str) -> int:
+def _snapshot(ctx: Context, store: Store, scope: Scope, tid: int, phase: str,
+              catalogue: declarations.Catalogue | None = None) -> int:
     stats = scan.WalkStats()
     settings, _ = config.load(ctx.paths)
-    extra, owners = _tracked(ctx, store)
+    if catalogue is None:
+        catalogue = declarations.load(ctx.paths, ctx.known_bits)
+    extra, owners = _tracked(store, catalogue)
     rows = live_rows(ctx.paths, scope, ctx.known_bits, extra=extra, stats=stats,
                      roots=settings.roots, known_owners=owners)
     snapshot_id = store.add_snapshot(scope.describe(), ctx.paths.root, rows,
@@ -98,12 +109,11 @@ def _snapshot(ctx: Context, store: Store, scope: Scope, tid: int, phase: str) ->
 
 
 def _reapply(ctx: Context, packages: Iterable[str] | None,
-             touched: set[str] | frozenset[str] = frozenset()) -> list[reapply.Finding]:
+             touched: set[str] | frozenset[str] = frozenset(),
+             catalogue: declarations.Catalogue | None = None) -> list[reapply.Finding]:
     """Reapply the declarations of `packages` (all when None) and of `touched` paths."""
-    catalogue = declarations.load(ctx.paths, ctx.known_bits)
-    for problem in catalogue.problems:
-        ctx.report(str(problem))
-    ctx.problems[0] += len(catalogue.problems)
+    if catalogue is None:
+        catalogue = _catalogue(ctx)
     resolved = catalogue.resolve(declarations.canonical_in(ctx.paths))
     items = reapply.select(resolved, packages)
     if touched and packages is not None:
@@ -191,10 +201,11 @@ def finish(ctx: Context, tid: int, announced: Iterable[str] = ()) -> int:
         store.add_transaction_packages(tid, changed)
         names = sorted({name for name, _, _ in changed} | set(announced))
         touched = _touched(ctx, store, tid)
-        findings = _reapply(ctx, names, touched) if names or touched else []
+        catalogue = _catalogue(ctx)
+        findings = _reapply(ctx, names, touched, catalogue) if names or touched else []
         scope = Scope("package", tuple(n for n, _, new in changed if new)) \
             if any(new for _, _, new in changed) else TRACKED
-        _snapshot(ctx, store, scope, tid, "after")
+        _snapshot(ctx, store, scope, tid, "after", catalogue)
     _mark_open(ctx, False)
     return _failures(findings, ctx)
 
@@ -340,7 +351,7 @@ def run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
     def report(message: str) -> None:
         messages.append(message)
 
-    ctx = Context(paths, db or os.path.join(paths.state_dir, "capsnap.db"), known_bits,
+    ctx = Context(paths, db or paths.snapshot_db, known_bits,
                   stdin, report, [0])
     failures = 0
     try:

@@ -88,6 +88,10 @@ class SystemPaths(NamedTuple):
         return self.inside("/var/lib/capsnap")
 
     @property
+    def snapshot_db(self) -> str:
+        return os.path.join(self.state_dir, "capsnap.db")
+
+    @property
     def cache_dir(self) -> str:
         return self.inside("/var/cache/capsnap")
 
