@@ -442,9 +442,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
             changes = diff.grouped(diff.compare_pairs(store.changed_pairs(first.id, second.id),
                                                       first.created_ns))
         else:
+            from capsnap import config
+
             tracked = [r.path for r in store.rows(first.id)]
             live = live_rows(args.paths_, Scope.parse(first.scope), _known_bits(),
-                             extra=tracked)
+                             extra=tracked, roots=config.load(args.paths_)[0].roots,
+                             missing_packages_ok=True)
             changes = diff.grouped(diff.compare(store.rows(first.id), live, first.created_ns))
     if args.json:
         _print_json({
@@ -506,7 +509,7 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from capsnap import generate
 
     entries = generate.read_declarations(args.from_)
-    package = args.package or os.path.basename(args.from_).split(".", 1)[0]
+    package = args.package or os.path.basename(args.from_).removesuffix(".capabilities")
     produced = generate.artifacts(args.kind, entries, package, strict=args.strict)
     if args.only:
         if args.only not in produced:
@@ -799,6 +802,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
+    except Exception as exc:
+        if type(exc).__module__ != "sqlite3":
+            raise
+        # A damaged page shows only when read: say so, leave the file alone.
+        _err(f"the snapshot database is damaged ({exc}); capsnap leaves it alone: move it "
+             "aside to start a new one")
+        return EXIT_FAILED
     except BrokenPipeError:
         return EXIT_OK
 

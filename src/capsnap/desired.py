@@ -51,7 +51,12 @@ def declare(paths: SystemPaths, path: str, text: str | None, state: str = "prese
     path = checked.path
     old = _local_declaration(paths, path, known)
     old_text = captext.format_text(old.caps, known) if old else None
-    current, current_text = _on_disk(path, paths, known)
+    try:
+        current, current_text = _on_disk(path, paths, known)
+    except OperationFailed:
+        if state == "present":
+            raise
+        current, current_text = None, "no such file"
 
     if state == "absent":
         others = [d for d in declarations.load(paths, known, ("dpkg", "rpm")).declarations
@@ -79,14 +84,16 @@ def declare(paths: SystemPaths, path: str, text: str | None, state: str = "prese
         reason is not None and old.reason != reason)
     file_changed = current != stored
     if not check_mode:
+        # The file first: if the kernel refuses (EOPNOTSUPP, EPERM), nothing is
+        # recorded either.
+        if file_changed:
+            filecaps.apply(path, caps, root=paths.root, force=force)
         if declaration_changed:
             from capsnap.declarations import dpkg, rpm
 
             owner = dpkg.owner_of(paths, path) or rpm.owner_of(paths, path)
             local.declare(paths, path, wanted, reason if reason is not None else
                           (old.reason if old else None), owner[0] if owner else None, known)
-        if file_changed:
-            filecaps.apply(path, caps, root=paths.root, force=force)
     return {
         "changed": declaration_changed or file_changed,
         "path": path,

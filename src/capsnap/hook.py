@@ -135,10 +135,11 @@ def _reapply(ctx: Context, packages: Iterable[str] | None,
 
 
 def _failures(findings: list[reapply.Finding], ctx: Context) -> int:
+    """Report, one line each, what is not in place (and fallbacks); count the former."""
     bad = 0
     for f in findings:
-        if f.status in (reapply.FAILED, reapply.FALLBACK):
-            ctx.report(f"{f.path}: {f.detail}")
+        if f.status == reapply.FALLBACK or f.status not in reapply.IN_PLACE:
+            ctx.report(f"{f.path}: {f.status}: {f.detail}")
         if f.status not in reapply.IN_PLACE:
             bad += 1
     return bad

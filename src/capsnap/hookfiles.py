@@ -8,6 +8,7 @@ managers the root has.  The path of the capsnap to run is written in.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import sys
 
@@ -22,6 +23,10 @@ HOOK_FILES = (
     ("dpkg/capsnap.cfg", "/etc/dpkg/dpkg.cfg.d/capsnap", 0o644, "/etc/dpkg"),
     ("dnf/capsnap.actions", "/etc/dnf/libdnf5-plugins/actions.d/capsnap.actions", 0o644,
      "/etc/dnf/libdnf5-plugins/actions.d"),
+    ("dnf/capsnap_dnf.conf", "/etc/dnf/plugins/capsnap_dnf.conf", 0o644, "/etc/dnf/plugins"),
+    # dnf 4 looks for plugins in its own python's dnf-plugins directory.
+    ("dnf/capsnap_dnf.py", "/usr/lib/python3/dist-packages/dnf-plugins/capsnap_dnf.py", 0o644,
+     "/usr/lib/python3/dist-packages/dnf-plugins"),
 )
 DEFAULT_EXECUTABLE = "/usr/bin/capsnap"
 
@@ -39,9 +44,10 @@ def hooks_dir() -> str:
 
 def _executable(given: str | None) -> str:
     found = given or shutil.which("capsnap") or os.path.abspath(sys.argv[0])
-    if not os.path.isabs(found):
-        raise OperationFailed(f"{found}: give --executable as an absolute path")
-    return found
+    if not os.path.isabs(found) or not os.access(found, os.X_OK) or os.path.isdir(found):
+        raise OperationFailed(f"{found}: not an executable capsnap; give --executable with "
+                              "the absolute path of the capsnap command the hooks should run")
+    return shlex.quote(found)
 
 
 def install(paths: SystemPaths, executable: str | None = None) -> list[tuple[str, str]]:

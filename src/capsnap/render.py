@@ -32,7 +32,22 @@ def templates_dir() -> str:
 
 
 def shquote(value: object) -> str:
-    return shlex.quote(str(value))
+    """Quote for POSIX sh.  Text with $ or ` goes in double quotes with those
+    escaped, which shellcheck reads as intended (it questions '$(...)')."""
+    text = str(value)
+    if "$" not in text and "`" not in text:
+        return shlex.quote(text)
+    escaped = "".join("\\" + c if c in '\\"$`' else c for c in text)
+    return f'"{escaped}"'
+
+
+def rpmpath(value: object) -> str:
+    """A path for a %files line: quoted (spaces), with % doubled (macros)."""
+    text = str(value)
+    if '"' in text or "\n" in text:
+        raise OperationFailed(f"{text!r}: rpm cannot list a path with a double quote or a "
+                              "newline in %files")
+    return '"' + text.replace("%", "%%") + '"'
 
 
 def render(name: str, **context: Any) -> str:
@@ -47,4 +62,5 @@ def render(name: str, **context: Any) -> str:
         lstrip_blocks=True,
     )
     env.filters["shquote"] = shquote
+    env.filters["rpmpath"] = rpmpath
     return env.get_template(name).render(**context)

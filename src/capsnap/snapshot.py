@@ -26,7 +26,9 @@ class Scope(NamedTuple):
     items: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        return self.kind if not self.items else f"{self.kind}:{','.join(self.items)}"
+        text = self.kind if not self.items else f"{self.kind}:{','.join(self.items)}"
+        # Stored as SQLite TEXT: bytes that are not UTF-8 are written escaped.
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
     @classmethod
     def parse(cls, text: str) -> Scope:
@@ -109,8 +111,13 @@ def live_rows(paths: SystemPaths, scope: Scope, known_bits: int,
               extra: Iterable[bytes] = (), stats: scan.WalkStats | None = None,
               progress: Callable[[scan.WalkStats], None] | None = None,
               roots: tuple[str, ...] = scan.DEFAULT_ROOTS,
-              known_owners: dict[bytes, tuple[str, str]] | None = None) -> Iterator[Row]:
-    """The rows of a snapshot of `scope` taken now, in path order."""
+              known_owners: dict[bytes, tuple[str, str]] | None = None,
+              missing_packages_ok: bool = False) -> Iterator[Row]:
+    """The rows of a snapshot of `scope` taken now, in path order.
+
+    `missing_packages_ok`: a package of the scope that is gone (comparing an
+    old snapshot with the live system) has no files, rather than an error.
+    """
     stats = stats if stats is not None else scan.WalkStats()
     rows: dict[bytes, Row] = {}
     to_walk: list[str] = []
@@ -118,7 +125,12 @@ def live_rows(paths: SystemPaths, scope: Scope, known_bits: int,
         to_walk = scan.expand_roots(paths.root, roots)
     elif scope.kind == "package":
         for package in scope.items:
-            files, owner = _package_files(paths, package)
+            try:
+                files, owner = _package_files(paths, package)
+            except InvalidInput:
+                if not missing_packages_ok:
+                    raise
+                continue
             for path in files:
                 row = probe(path, paths, known_bits)
                 if not row.present or row.inode is not None:  # files, not directories

@@ -324,6 +324,14 @@ class Store:
         with self.locked(), self.transaction():
             doomed = [r[0] for r in self.db.execute(
                 "SELECT id FROM snapshots ORDER BY id DESC LIMIT -1 OFFSET ?", (keep,))]
+            # Keep a transaction's before snapshot with its after one: diff
+            # with no argument needs both.
+            kept_transactions = {r[0] for r in self.db.execute(
+                "SELECT transaction_id FROM (SELECT * FROM snapshots ORDER BY id DESC "
+                "LIMIT ?) WHERE transaction_id IS NOT NULL", (keep,))}
+            doomed = [i for i in doomed if self.db.execute(
+                "SELECT transaction_id FROM snapshots WHERE id=?", (i,)).fetchone()[0]
+                not in kept_transactions]
             self.db.executemany("DELETE FROM snapshots WHERE id=?", [(i,) for i in doomed])
             self.db.execute("DELETE FROM transactions WHERE id NOT IN (SELECT "
                             "transaction_id FROM snapshots WHERE transaction_id IS NOT NULL)")

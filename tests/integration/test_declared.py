@@ -240,3 +240,17 @@ def test_no_rpm_database_is_not_an_error(dpkg_root: Path) -> None:
     assert result.status == 0
     assert result.out == ""
     assert "rpm: no database at" in result.err
+
+
+def test_reapply_follows_dpkg_diversions(tmp_path: Path, dpkg_root: Path) -> None:
+    """Another package diverted the helper: foo's file, and its capability, live at .real."""
+    (dpkg_root / "var/lib/dpkg/diversions").write_text(
+        f"{HELPER}\n{HELPER}.real\nother\n")
+    dpkg_install(dpkg_root, foo_deb(tmp_path))
+    real = dpkg_root / (HELPER.lstrip("/") + ".real")
+    assert real.exists()
+    shutil.copyfile("/bin/true", dpkg_root / HELPER.lstrip("/"))  # other's binary
+    (dpkg_root / HELPER.lstrip("/")).chmod(0o755)
+    assert run_capsnap("--root", str(dpkg_root), "reapply", "--package", "foo").status == 0
+    assert getcap(real).endswith(" cap_net_bind_service=ep\n")
+    assert getxattr_or_none(dpkg_root / HELPER.lstrip("/")) is None

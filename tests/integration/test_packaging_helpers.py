@@ -362,3 +362,35 @@ def test_sample_package_on_a_filesystem_without_xattrs_falls_back(
             assert "fallback" in check.out
     finally:
         subprocess.run(["umount", str(mount)])
+
+
+def test_rpm_paths_with_spaces_quotes_and_percent_are_safe(tmp_path: Path) -> None:
+    entries, bad = parse_lines(["/opt/odd\\040name/100%\\043/tool cap_net_raw=ep",
+                                "/usr/bin/a$(touch\\040/tmp/capsnap-pwned)b cap_kill=ep"])
+    assert not bad
+    produced = generate.artifacts("rpm", entries, "foo")
+    assert '%caps(cap_net_raw=ep) "/opt/odd name/100%%#/tool"' in produced["files"]
+    body = "\n".join(line for line in produced["posttrans"].splitlines()
+                     if line != "%posttrans")
+    script = tmp_path / "posttrans"
+    script.write_text(full_script(body + "\n"))
+    if shutil.which("shellcheck"):
+        check = subprocess.run(["shellcheck", "-s", "sh", str(script)], capture_output=True,
+                               text=True)
+        assert check.returncode == 0, check.stdout
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "setcap").write_text("#!/bin/sh\nexit 1\n")  # fails: the echo paths run
+    (fake / "setcap").chmod(0o755)
+    ran = subprocess.run(["/bin/dash", str(script)], env={"PATH": f"{fake}:/usr/bin:/bin"},
+                         capture_output=True, text=True)
+    assert "cannot give /usr/bin/a$(touch /tmp/capsnap-pwned)b capabilities" in ran.stderr
+    assert not Path("/tmp/capsnap-pwned").exists()
+
+
+def test_generate_takes_the_package_from_the_file_name(tmp_path: Path) -> None:
+    decl = tmp_path / "libqt5.15-tools.capabilities"
+    decl.write_text("/usr/bin/qt-helper cap_net_raw=ep\n")
+    result = run_cli("generate", "deb", "--from", str(decl), "--only", "postrm")
+    assert result.status == 0
+    assert "capsnap forget libqt5.15-tools" in result.out

@@ -186,3 +186,39 @@ def test_unreadable_directories_are_counted_not_fatal(tmp_path: Path) -> None:
     assert result.out.startswith("snapshot 1: 1 files with capabilities")
     assert "/opt/locked: cannot read: Permission denied" in result.err
     assert "1 directory or files could not be read" in result.err
+
+
+def test_a_damaged_database_is_one_line_and_left_alone(tmp_path: Path) -> None:
+    root = make_dpkg_root(tmp_path / "root")
+    shutil.copy("/bin/true", root / "usr/bin/t")
+    setcap(root, "/usr/bin/t", "cap_net_raw=ep")
+    for n in range(3):
+        assert run_capsnap("--root", str(root), "snapshot", "--label", f"s{n}").status == 0
+    db = root / "var/lib/capsnap/capsnap.db"
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    data = bytearray(db.read_bytes())
+    page = 4096
+    data[3 * page:4 * page] = b"\xde\xad" * (page // 2)  # a table page
+    db.write_bytes(bytes(data))
+    for args in (["snapshots"], ["diff", "s0", "s2"]):
+        result = run_capsnap("--root", str(root), *args)
+        if result.status == 0:
+            continue  # that command did not touch the damaged page
+        assert result.status == 3, result
+        assert len(result.err.strip().splitlines()) == 1 and "Traceback" not in result.err
+    assert db.read_bytes() == bytes(data)
+
+
+def test_snapshot_of_a_path_that_is_not_utf8(tmp_path: Path) -> None:
+    root = make_dpkg_root(tmp_path / "root")
+    odd = os.fsencode(str(root)) + b"/usr/bin/\xff\xfe"
+    shutil.copy("/bin/true", odd)
+    subprocess.run(["setcap", "cap_net_raw=ep", odd], check=True)
+    result = run_capsnap("--root", str(root), "snapshot", "--path",
+                         os.fsdecode(b"/usr/bin/\xff\xfe"))
+    assert result.status == 0, result.err
+    assert result.out.startswith("snapshot 1: 1 files with capabilities")

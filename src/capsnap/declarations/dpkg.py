@@ -168,9 +168,33 @@ def packages_with_field(paths: SystemPaths) -> tuple[list[PackageField], list[Pr
     return [cache[d] for d in digests], []
 
 
+def diversions(paths: SystemPaths) -> dict[str, tuple[str, str]]:
+    """dpkg-divert's table: diverted path -> (where it went, diverting package or ':')."""
+    try:
+        with open(os.path.join(paths.dpkg_admindir, "diversions"), encoding="utf-8",
+                  errors="surrogateescape") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return {}
+    return {lines[i]: (lines[i + 1], lines[i + 2]) for i in range(0, len(lines) - 2, 3)}
+
+
+def true_name(path: str, package: str, table: dict[str, tuple[str, str]]) -> str:
+    """Where `package`'s file for `path` really is (dpkg-divert --truename for it).
+
+    A diversion by another package (or a local one, ':') sends every other
+    package's file to the diverted name; the diverting package keeps the path.
+    """
+    diverted = table.get(path)
+    if diverted is None or diverted[1] == package.split(":", 1)[0]:
+        return path
+    return diverted[0]
+
+
 def read(paths: SystemPaths, known_bits: int) \
         -> tuple[list[Declaration], list[Problem], list[str]]:
     packages, problems = packages_with_field(paths)
+    diverted = diversions(paths)
     notes = []
     if not os.path.exists(paths.dpkg_status):
         notes.append(f"dpkg: no status database at {paths.dpkg_status}")
@@ -195,7 +219,8 @@ def read(paths: SystemPaths, known_bits: int) \
                                     f"{FIELD} entry {text!r}: {reason}"))
         for entry in entries:
             decls.append(Declaration(
-                path=entry.path, text=entry.text, caps=entry.caps, source="dpkg",
+                path=true_name(entry.path, name, diverted), text=entry.text, caps=entry.caps,
+                source="dpkg",
                 package=name, version=pkg["version"], origin=f"{FIELD} of {name}",
                 fallback=entry.fallback))
     return decls, problems, notes
