@@ -394,3 +394,25 @@ def test_generate_takes_the_package_from_the_file_name(tmp_path: Path) -> None:
     result = run_cli("generate", "deb", "--from", str(decl), "--only", "postrm")
     assert result.status == 0
     assert "capsnap forget libqt5.15-tools" in result.out
+
+
+def test_postrm_purge_forgets_capsnaps_records(tmp_path: Path, tools: dict[str, Path]) -> None:
+    from tests.packaging import build_deb
+
+    entries = entries_of("one")
+    produced = generate.artifacts("deb", entries, "foo")
+    deb = build_deb(tmp_path, "foo", "1", {"/usr/lib/foo/helper": "/bin/true"},
+                    file_capabilities=["/usr/lib/foo/helper cap_net_bind_service=ep"],
+                    postinst=full_script(produced["postinst"]))
+    postrm = tmp_path / "postrm"
+    postrm.write_text(full_script(produced["postrm"]))
+    root = make_dpkg_root(tmp_path / "root")
+    env = {"PATH": f"{tools['capsnap']}:/usr/sbin:/usr/bin:/sbin:/bin"}
+    dpkg(root, "-i", str(deb), env=env)
+    record = root / "var/lib/capsnap/packages/foo"
+    assert '"/usr/lib/foo/helper"' in record.read_text()
+    for action in ("remove", "purge"):
+        done = subprocess.run(["/bin/dash", str(postrm), action], capture_output=True, text=True,
+                              env={**env, "DPKG_ROOT": str(root)})
+        assert done.returncode == 0, done.stderr
+        assert record.exists() == (action == "remove")
