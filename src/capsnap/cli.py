@@ -292,9 +292,9 @@ def cmd_reapply(args: argparse.Namespace) -> int:
 
 
 def cmd_declare(args: argparse.Namespace) -> int:
-    from capsnap.declarations import dpkg, local, rpm
+    from capsnap.declarations import local, owner_of
 
-    owner = dpkg.owner_of(args.paths_, args.path) or rpm.owner_of(args.paths_, args.path)
+    owner = owner_of(args.paths_, args.path)
     file, replaced = local.declare(args.paths_, args.path, args.caps, args.reason,
                                    owner[0] if owner else None, _known_bits())
     shown = file.removeprefix(args.root.rstrip("/")) if args.root != "/" else file

@@ -89,9 +89,7 @@ def declare(paths: SystemPaths, path: str, text: str | None, state: str = "prese
         if file_changed:
             filecaps.apply(path, caps, root=paths.root, force=force)
         if declaration_changed:
-            from capsnap.declarations import dpkg, rpm
-
-            owner = dpkg.owner_of(paths, path) or rpm.owner_of(paths, path)
+            owner = declarations.owner_of(paths, path)
             local.declare(paths, path, wanted, reason if reason is not None else
                           (old.reason if old else None), owner[0] if owner else None, known)
     return {

@@ -376,13 +376,6 @@ def run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
 
 
 def _log(paths: SystemPaths, name: str, messages: list[str]) -> None:
-    if not messages:
-        return
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    try:
-        os.makedirs(os.path.dirname(paths.log_file), exist_ok=True)
-        with open(paths.log_file, "a", encoding="utf-8", errors="surrogateescape") as f:
-            for message in messages:
-                f.write(f"{stamp} hook {name}: {message}\n")
-    except OSError:
-        pass
+    # Nowhere left to report a log that cannot be written: stderr already has it.
+    reapply.append_log(paths, [f"{stamp} hook {name}: {m}" for m in messages])

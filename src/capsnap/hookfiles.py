@@ -13,7 +13,7 @@ import shutil
 import sys
 
 from capsnap.errors import OperationFailed
-from capsnap.paths import SystemPaths
+from capsnap.paths import SystemPaths, data_dir
 
 # (file in hooks/, where it goes, mode, the directory whose presence means
 # the package manager is there)
@@ -32,14 +32,7 @@ DEFAULT_EXECUTABLE = "/usr/bin/capsnap"
 
 
 def hooks_dir() -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    for candidate in (os.environ.get("CAPSNAP_HOOKS", ""),
-                      os.path.join(here, "..", "..", "hooks"),
-                      os.path.join(sys.prefix, "share", "capsnap", "hooks"),
-                      "/usr/share/capsnap/hooks"):
-        if candidate and os.path.isfile(os.path.join(candidate, "apt", "05capsnap")):
-            return os.path.normpath(candidate)
-    raise OperationFailed("capsnap's hook files are missing; set CAPSNAP_HOOKS")
+    return data_dir("hooks", "apt/05capsnap")
 
 
 def _executable(given: str | None) -> str:

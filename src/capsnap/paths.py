@@ -16,6 +16,26 @@ from typing import NamedTuple
 RPM_DB_CANDIDATES = ("/usr/lib/sysimage/rpm", "/var/lib/rpm", "/root/.rpmdb")
 
 
+def data_dir(name: str, probe: str) -> str:
+    """capsnap's own data directory `name` (templates, hooks), wherever it was installed:
+    $CAPSNAP_<NAME>, a checkout (src/capsnap/../../NAME), sys.prefix/share/capsnap/NAME
+    (pip), /usr/share/capsnap/NAME (the packages).  `probe` must exist inside it."""
+    import sys
+
+    from capsnap.errors import OperationFailed
+
+    variable = f"CAPSNAP_{name.upper()}"
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = [os.environ.get(variable, ""), os.path.join(here, "..", "..", name),
+                  os.path.join(sys.prefix, "share", "capsnap", name),
+                  os.path.join("/usr/share/capsnap", name)]
+    for candidate in candidates:
+        if candidate and os.path.exists(os.path.join(candidate, probe)):
+            return os.path.normpath(candidate)
+    raise OperationFailed(f"capsnap's {name} are missing (looked in "
+                          f"{', '.join(c for c in candidates if c)}); set {variable}")
+
+
 def _inside(root: str, path: str) -> str:
     return os.path.join(root, path.lstrip("/")) if root != "/" else path
 

@@ -279,6 +279,12 @@ def log_actions(paths: SystemPaths, findings: Iterable[Finding]) -> str | None:
             fields["reason"] = f.detail
         lines.append(f"{stamp} reapply " + " ".join(
             f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in fields.items()))
+    return append_log(paths, lines)
+
+
+def append_log(paths: SystemPaths, lines: list[str]) -> str | None:
+    """Append whole lines to /var/log/capsnap.log in one write (O_APPEND, so
+    concurrent runs never interleave within a line); why it failed, if it did."""
     if not lines:
         return None
     try:

@@ -7,28 +7,15 @@ sorted, so the same declarations always give the same bytes.
 
 from __future__ import annotations
 
-import os
 import shlex
-import sys
 from typing import Any
 
 from capsnap.errors import OperationFailed
+from capsnap.paths import data_dir
 
 
 def templates_dir() -> str:
-    """Where the templates are: a checkout, an installed package, or $CAPSNAP_TEMPLATES."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [
-        os.environ.get("CAPSNAP_TEMPLATES", ""),
-        os.path.join(here, "..", "..", "templates"),  # a checkout: src/capsnap/../../
-        os.path.join(sys.prefix, "share", "capsnap", "templates"),  # pip install
-        "/usr/share/capsnap/templates",  # the Debian package
-    ]
-    for candidate in candidates:
-        if candidate and os.path.isdir(os.path.join(candidate, "deb")):
-            return os.path.normpath(candidate)
-    raise OperationFailed("capsnap's templates are missing (looked in "
-                          f"{', '.join(c for c in candidates if c)}); set CAPSNAP_TEMPLATES")
+    return data_dir("templates", "deb")
 
 
 def shquote(value: object) -> str:

@@ -121,6 +121,13 @@ class Catalogue:
         return out
 
 
+def owner_of(paths: SystemPaths, path: str) -> tuple[str, str] | None:
+    """The installed package (dpkg first, then rpm) that ships `path`, and its version."""
+    from capsnap.declarations import dpkg, rpm
+
+    return dpkg.owner_of(paths, path) or rpm.owner_of(paths, path)
+
+
 def canonical_in(paths: SystemPaths) -> Callable[[str], str]:
     """The spelling of a path after following the symlinks of its directories
     inside the root; the path as it is when they lead outside."""

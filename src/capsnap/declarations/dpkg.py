@@ -228,26 +228,7 @@ def read(paths: SystemPaths, known_bits: int) \
 
 def owner_of(paths: SystemPaths, path: str) -> tuple[str, str] | None:
     """The installed package that ships `path` (like dpkg -S), and its version."""
-    try:
-        names = sorted(n for n in os.listdir(paths.dpkg_info) if n.endswith(".list"))
-    except OSError:
-        return None
-    wanted = {alias + "\n" for alias in path_aliases(path)}
-    for name in names:
-        try:
-            with open(os.path.join(paths.dpkg_info, name), encoding="utf-8",
-                      errors="surrogateescape") as f:
-                if any(line in wanted for line in f):
-                    package = name[:-len(".list")]
-                    return package, _installed_version(paths, package)
-        except OSError:
-            continue
-    return None
-
-
-def _installed_version(paths: SystemPaths, package: str) -> str:
-    versions = installed_versions(paths)
-    return versions.get(package, versions.get(package.split(":", 1)[0], ""))
+    return owners(paths, {path}).get(path)
 
 
 # On merged-/usr systems a package may list /bin/x while the walk finds
