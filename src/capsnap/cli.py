@@ -321,13 +321,6 @@ def _store(args: argparse.Namespace, create: bool = True) -> Any:
     return Store(db, create=create)
 
 
-def _declared_paths(args: argparse.Namespace) -> list[bytes]:
-    from capsnap import declarations
-
-    catalogue = declarations.load(args.paths_, _known_bits())
-    return [os.fsencode(d.path) for d in catalogue.declarations]
-
-
 def _scope(args: argparse.Namespace) -> Any:
     from capsnap.snapshot import Scope
 
@@ -338,24 +331,19 @@ def _scope(args: argparse.Namespace) -> Any:
     return Scope("full")
 
 
-def take_snapshot(args: argparse.Namespace, store: Any, scope: Any,
-                  transaction_id: int | None = None, phase: str | None = None) -> int:
+def take_snapshot(args: argparse.Namespace, store: Any, scope: Any) -> int:
     import time
 
-    from capsnap import config, scan
-    from capsnap.snapshot import live_rows
+    from capsnap import config, declarations, scan, snapshot
 
     settings, problems = config.load(args.paths_)
     for problem in problems:
         warn(problem)
-    stats = scan.WalkStats()
-    extra = set(_declared_paths(args)) | set(store.latest_with_caps())
-    rows = live_rows(args.paths_, scope, _known_bits(), extra=sorted(extra), stats=stats,
-                     progress=scan.terminal_progress(time.monotonic()),
-                     roots=settings.roots)
-    snapshot_id: int = store.add_snapshot(scope.describe(), args.root, rows,
-                                          label=getattr(args, "label", None),
-                                          transaction_id=transaction_id, phase=phase)
+    catalogue = declarations.load(args.paths_, _known_bits())
+    snapshot_id, stats = snapshot.take(
+        args.paths_, store, scope, _known_bits(), catalogue, roots=settings.roots,
+        label=getattr(args, "label", None),
+        progress=scan.terminal_progress(time.monotonic()))
     scan.clear_progress()
     for path, reason in stats.unreadable[:20]:
         warn(f"{path}: cannot read: {reason}")

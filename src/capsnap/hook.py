@@ -22,10 +22,10 @@ import time
 from collections.abc import Callable, Iterable
 from typing import NamedTuple, TextIO
 
-from capsnap import config, declarations, reapply, scan
+from capsnap import config, declarations, reapply, snapshot
 from capsnap.errors import CapsnapError, InvalidInput
 from capsnap.paths import SystemPaths
-from capsnap.snapshot import Scope, live_rows
+from capsnap.snapshot import Scope
 from capsnap.store import Store
 
 _APT_FAMILY = {"apt", "apt-get", "aptitude", "unattended-upgr", "packagekitd", "synaptic"}
@@ -81,28 +81,13 @@ def _catalogue(ctx: Context) -> declarations.Catalogue:
     return catalogue
 
 
-def _tracked(store: Store, catalogue: declarations.Catalogue) \
-        -> tuple[list[bytes], dict[bytes, tuple[str, str]]]:
-    """The paths every snapshot includes, and the owners the declarations name."""
-    owners: dict[bytes, tuple[str, str]] = {}
-    for d in catalogue.declarations:
-        if d.package:
-            owners[os.fsencode(d.path)] = (d.package, d.version or "")
-    declared = {os.fsencode(d.path) for d in catalogue.declarations}
-    return sorted(declared | set(store.latest_with_caps())), owners
-
-
 def _snapshot(ctx: Context, store: Store, scope: Scope, tid: int, phase: str,
               catalogue: declarations.Catalogue | None = None) -> int:
-    stats = scan.WalkStats()
     settings, _ = config.load(ctx.paths)
     if catalogue is None:
         catalogue = declarations.load(ctx.paths, ctx.known_bits)
-    extra, owners = _tracked(store, catalogue)
-    rows = live_rows(ctx.paths, scope, ctx.known_bits, extra=extra, stats=stats,
-                     roots=settings.roots, known_owners=owners)
-    snapshot_id = store.add_snapshot(scope.describe(), ctx.paths.root, rows,
-                                     transaction_id=tid, phase=phase)
+    snapshot_id, stats = snapshot.take(ctx.paths, store, scope, ctx.known_bits, catalogue,
+                                       roots=settings.roots, transaction_id=tid, phase=phase)
     for path, why in stats.unreadable:
         ctx.report(f"{path}: cannot read: {why}")
     return snapshot_id

@@ -16,9 +16,10 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import NamedTuple
 
 from capsnap import captext, fileops, scan, xattr
+from capsnap.declarations import Catalogue
 from capsnap.errors import AttrFormatError, InvalidInput, OperationFailed
 from capsnap.paths import SystemPaths
-from capsnap.store import Row
+from capsnap.store import Row, Store
 
 
 class Scope(NamedTuple):
@@ -162,3 +163,30 @@ def live_rows(paths: SystemPaths, scope: Scope, known_bits: int,
                 version=row.version, btime_ns=row.btime_ns)
         finished.append(row)
     yield from sorted(attribute(paths, finished, known_owners), key=lambda r: r.path)
+
+
+def tracked(store: Store, catalogue: Catalogue) \
+        -> tuple[list[bytes], dict[bytes, tuple[str, str]]]:
+    """The paths every snapshot includes (declared ones, and those with
+    capabilities in the newest snapshot), and the owners the declarations name."""
+    owners: dict[bytes, tuple[str, str]] = {}
+    for d in catalogue.declarations:
+        if d.package:
+            owners[os.fsencode(d.path)] = (d.package, d.version or "")
+    declared = {os.fsencode(d.path) for d in catalogue.declarations}
+    return sorted(declared | set(store.latest_with_caps())), owners
+
+
+def take(paths: SystemPaths, store: Store, scope: Scope, known_bits: int,
+         catalogue: Catalogue, roots: tuple[str, ...] = scan.DEFAULT_ROOTS,
+         label: str | None = None, transaction_id: int | None = None,
+         phase: str | None = None,
+         progress: Callable[[scan.WalkStats], None] | None = None) -> tuple[int, scan.WalkStats]:
+    """Take and store a snapshot of `scope` plus the tracked paths; its id and walk counts."""
+    stats = scan.WalkStats()
+    extra, owners = tracked(store, catalogue)
+    rows = live_rows(paths, scope, known_bits, extra=extra, stats=stats, progress=progress,
+                     roots=roots, known_owners=owners)
+    snapshot_id = store.add_snapshot(scope.describe(), paths.root, rows, label=label,
+                                     transaction_id=transaction_id, phase=phase)
+    return snapshot_id, stats
