@@ -198,12 +198,18 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 # --- declarations: list / check / reapply / declare / undeclare ---------------
 
-def _table(rows: list[list[str]], headers: list[str]) -> None:
-    """A compact aligned table; the last column is never padded."""
+def _table(rows: list[list[str]], headers: list[str],
+           colours: Sequence[str] | None = None) -> None:
+    """A compact aligned table; the last column is never padded.  `colours`
+    (ANSI codes, one per row) are used on a terminal only, and not with NO_COLOR."""
+    use_colour = colours is not None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers) - 1)]
-    for row in [headers, *rows]:
+    for n, row in enumerate([headers, *rows]):
         cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)] + [row[-1]]
-        _out("  ".join(cells).rstrip())
+        line = "  ".join(cells).rstrip()
+        if use_colour and n > 0 and colours is not None:
+            line = f"\x1b[{colours[n - 1]}m{line}\x1b[0m"
+        _out(line)
 
 
 def _catalogue(args: argparse.Namespace, sources: Sequence[str] | None = None) -> Any:
@@ -453,7 +459,6 @@ def cmd_diff(args: argparse.Namespace) -> int:
                         for kind in diff.KINDS},
         })
         return EXIT_DIFFERENT if changes else EXIT_OK
-    colour = sys.stdout.isatty() and "NO_COLOR" not in os.environ
     rows = []
     for c in changes:
         what = c.kind
@@ -471,15 +476,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
                       "none" if c.after is None or c.after.present else "(file removed)"),
                      diff.package_label(c.before, c.after)])
     if rows:
-        widths = [max(len(r[i]) for r in rows) for i in range(5)]
-        header = ["CHANGE", "PATH", "BEFORE", "AFTER", "PACKAGE"]
-        widths = [max(w, len(h)) for w, h in zip(widths, header, strict=True)]
-        _out("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip())
-        for c, r in zip(changes, rows, strict=True):
-            line = "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()
-            if colour:
-                line = f"\x1b[{_COLOURS[c.kind]}m{line}\x1b[0m"
-            _out(line)
+        _table(rows, ["CHANGE", "PATH", "BEFORE", "AFTER", "PACKAGE"],
+               colours=[_COLOURS[c.kind] for c in changes])
     return EXIT_DIFFERENT if changes else EXIT_OK
 
 
