@@ -47,31 +47,22 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def read_target(target: fileops.Target) -> Reading:
-    raw = fileops.read_raw(target)
+def _reading(display: str, raw: bytes | None) -> Reading:
     if raw is None:
-        return Reading(target.display, None, None)
-    try:
-        caps = xattr.decode(raw)
-    except AttrFormatError as exc:
-        raise OperationFailed(f"{target.display}: {exc}") from None
-    return Reading(target.display, raw, caps)
-
-
-def read_walked(display: str, host: str) -> Reading:
-    """A regular file met by a directory walk, read by its path as getcap does."""
-    import errno
-
-    try:
-        raw = os.getxattr(host, xattr.XATTR_NAME, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno in (errno.ENODATA, errno.EOPNOTSUPP):
-            return Reading(display, None, None)
-        raise OperationFailed(f"{display}: {fileops.describe_oserror(exc)}") from None
+        return Reading(display, None, None)
     try:
         return Reading(display, raw, xattr.decode(raw))
     except AttrFormatError as exc:
         raise OperationFailed(f"{display}: {exc}") from None
+
+
+def read_target(target: fileops.Target) -> Reading:
+    return _reading(target.display, fileops.read_raw(target))
+
+
+def read_walked(display: str, host: str) -> Reading:
+    """A regular file met by a directory walk, read by its path as getcap does."""
+    return _reading(display, fileops.read_raw_path(host, display))
 
 
 def read(path: str, root: str = "/") -> Reading:

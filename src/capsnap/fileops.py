@@ -163,16 +163,23 @@ def open_target(path: str, root: str = "/") -> Iterator[Target]:
 
 def read_raw(target: Target) -> bytes | None:
     """The raw security.capability value, or None when there is none."""
+    # The magic link is followed: it leads to the pinned inode itself.
+    return read_raw_path(target.proc_path, target.display, follow=True)
+
+
+def read_raw_path(path: str, display: str, follow: bool = False) -> bytes | None:
+    """The same for a path met by a read-only walk (never following a symlink
+    at its end, as getcap does); `display` is how messages name it."""
     try:
-        return os.getxattr(target.proc_path, XATTR_NAME)
+        return os.getxattr(path, XATTR_NAME, follow_symlinks=follow)
     except OSError as exc:
         if exc.errno in (errno.ENODATA, errno.EOPNOTSUPP):
             return None
         if exc.errno == errno.EINVAL:
             raise OperationFailed(
-                f"{target.display}: security.capability is malformed (the kernel "
+                f"{display}: security.capability is malformed (the kernel "
                 "refuses to read it); remove it with 'capsnap remove'") from None
-        raise _failed(target.display, exc) from None
+        raise _failed(display, exc) from None
 
 
 def write_raw(target: Target, raw: bytes) -> None:
