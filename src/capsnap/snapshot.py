@@ -37,19 +37,21 @@ class Scope(NamedTuple):
         return cls(kind, tuple(items.split(",")) if items else ())
 
 
+def _text(raw: bytes | None, known_bits: int) -> tuple[str | None, int | None]:
+    """Canonical text and rootid (revision 3 only) of a raw attribute."""
+    if raw is None:
+        return None, None
+    try:
+        caps = xattr.decode(raw)
+    except AttrFormatError:
+        return f"<malformed {raw.hex()}>", None
+    return (captext.format_text(caps.capset(), known_bits),
+            caps.rootid if caps.revision == 3 else None)
+
+
 def _row(path: bytes, raw: bytes | None, present: bool, known_bits: int,
-         st: os.stat_result | None = None, package: tuple[str, str] | None = None,
-         btime_ns: int | None = None) -> Row:
-    text = rootid = None
-    if raw is not None:
-        try:
-            caps = xattr.decode(raw)
-            text = captext.format_text(caps.capset(), known_bits)
-            rootid = caps.rootid if caps.revision == 3 else None
-        except AttrFormatError:
-            text = f"<malformed {raw.hex()}>"
-    return Row(path, raw, text, rootid, package[0] if package else None,
-               package[1] if package else None, present,
+         st: os.stat_result | None = None, btime_ns: int | None = None) -> Row:
+    return Row(path, raw, *_text(raw, known_bits), None, None, present,
                st.st_ino if st else None, st.st_size if st else None,
                st.st_mtime_ns if st else None, btime_ns)
 
@@ -150,18 +152,13 @@ def live_rows(paths: SystemPaths, scope: Scope, known_bits: int,
     elif scope.kind != "tracked":
         raise InvalidInput(f"unknown snapshot scope {scope.kind!r}")
     for found in scan.walk(to_walk, paths.root, stats, progress):
-        rows[found.path] = Row(found.path, found.raw, None, None, None, None, True,
-                               found.inode, found.size, found.mtime_ns, found.btime_ns)
+        rows[found.path] = Row(found.path, found.raw, *_text(found.raw, known_bits), None,
+                               None, True, found.inode, found.size, found.mtime_ns,
+                               found.btime_ns)
     for wanted in extra:
         if wanted not in rows:
             rows[wanted] = probe(os.fsdecode(wanted), paths, known_bits)
-    finished = []
-    for row in rows.values():
-        if row.raw is not None and row.text is None:
-            row = _row(row.path, row.raw, True, known_bits, None)._replace(
-                inode=row.inode, size=row.size, mtime_ns=row.mtime_ns, package=row.package,
-                version=row.version, btime_ns=row.btime_ns)
-        finished.append(row)
+    finished = list(rows.values())
     yield from sorted(attribute(paths, finished, known_owners), key=lambda r: r.path)
 
 

@@ -30,7 +30,6 @@ _ON_DISK = {"installed", "half-configured", "unpacked", "triggers-awaited",
             "triggers-pending"}
 _CACHE_VERSION = 4
 _JOURNAL_NAME = re.compile(r"^[0-9]+$")
-_PACKAGE_KEY = re.compile(r"^(Package|Architecture): *(\S*)", re.MULTILINE)
 
 # One package's field as read from the status file.
 PackageField = dict[str, str]
@@ -70,9 +69,9 @@ def database_paragraphs(paths: SystemPaths) -> list[str]:
         except FileNotFoundError:
             continue
         for para in _PARAGRAPH_SPLIT.split(text):
-            fields = dict(_PACKAGE_KEY.findall(para))
-            if fields.get("Package"):
-                by_package[(fields["Package"], fields.get("Architecture", ""))] = para
+            package = _field(para, "Package")
+            if package:
+                by_package[(package, _field(para, "Architecture"))] = para
     return list(by_package.values())
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from capsnap.declarations import Declaration, Problem
-from capsnap.declarations.entries import parse_entry
+from capsnap.declarations.entries import escape_path, parse_entry
 from capsnap.errors import InvalidInput
 from capsnap.paths import RPM_DB_CANDIDATES, SystemPaths
 
@@ -80,7 +80,7 @@ def read(paths: SystemPaths, known_bits: int) \
                 continue
             path = _text(path)
             try:
-                entry = parse_entry(f"{_escape(path)} {text}", known_bits=known_bits)
+                entry = parse_entry(f"{escape_path(path)} {text}", known_bits=known_bits)
             except InvalidInput as exc:
                 problems.append(Problem("rpm", f"package {name} {version}",
                                         f"bad %caps for {path} ({text!r}): {exc}"))
@@ -90,11 +90,6 @@ def read(paths: SystemPaths, known_bits: int) \
                                          source="rpm", package=name, version=version,
                                          origin=f"%caps of {name}"))
     return decls, problems, []
-
-
-def _escape(path: str) -> str:
-    from capsnap.declarations.entries import escape_path
-    return escape_path(path)
 
 
 def owner_of(paths: SystemPaths, path: str) -> tuple[str, str] | None:
