@@ -13,12 +13,12 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
-from typing import NamedTuple
 
 from capsnap import captext, fileops, scan, xattr
 from capsnap.declarations import Catalogue
 from capsnap.errors import AttrFormatError, InvalidInput, OperationFailed
 from capsnap.paths import SystemPaths
+from capsnap.records import NamedTuple
 from capsnap.store import Row, Store
 
 
@@ -75,8 +75,7 @@ def _package_files(paths: SystemPaths, package: str) -> tuple[list[str], tuple[s
 
     files = dpkg.package_files(paths, package)
     if files is not None:
-        versions = dpkg.installed_versions(paths)
-        return files, (package, versions.get(package, versions.get(package.split(":")[0], "")))
+        return files, (package, dpkg.package_version(paths, package) or "")
     files = rpm.package_files(paths, package)
     if files is not None:
         return files, (package, rpm.package_version(paths, package) or "")

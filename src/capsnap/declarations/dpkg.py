@@ -13,54 +13,43 @@ thousands of packages takes longer to parse than the whole check.
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import zlib
+from collections.abc import Iterable
 
+from capsnap import cache
 from capsnap.declarations import Declaration, Problem
 from capsnap.declarations.entries import parse_lines
 from capsnap.paths import SystemPaths
 
 FIELD = "File-Capabilities"
-_FIELD_RE = re.compile(r"^file-capabilities:", re.IGNORECASE | re.MULTILINE)
-_PARAGRAPH_SPLIT = re.compile(r"\n[ \t]*\n")
+_FIELD_START = FIELD.lower().encode("ascii") + b":"  # field names ignore case
 # Package states whose files are on disk (dpkg(1) "Package states").
 _ON_DISK = {"installed", "half-configured", "unpacked", "triggers-awaited",
             "triggers-pending"}
-_CACHE_VERSION = 4
-_JOURNAL_NAME = re.compile(r"^[0-9]+$")
 
 # One package's field as read from the status file.
 PackageField = dict[str, str]
-
-
-def _status_key(st: os.stat_result) -> list[int]:
-    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
 
 
 def _journal(paths: SystemPaths) -> list[str]:
     """dpkg's pending status updates, oldest first (updates/0000, 0001, ...)."""
     directory = os.path.join(paths.dpkg_admindir, "updates")
     try:
-        names = sorted((n for n in os.listdir(directory) if _JOURNAL_NAME.match(n)), key=int)
+        names = sorted((n for n in os.listdir(directory) if n.isascii() and n.isdigit()), key=int)
     except OSError:
         return []
     return [os.path.join(directory, n) for n in names]
 
 
 def _database_key(paths: SystemPaths) -> list[int]:
-    key: list[int] = []
-    for path in [paths.dpkg_status, *_journal(paths)]:
-        try:
-            key.extend(_status_key(os.stat(path)))
-        except OSError:
-            key.append(-1)
-    return key
+    return cache.file_key([paths.dpkg_status, *_journal(paths)])
 
 
 def database_paragraphs(paths: SystemPaths) -> list[str]:
     """Every package paragraph, the journal's records replacing the status file's."""
+    import re  # not at the top: a hook's usual path has no need of it
+
     by_package: dict[tuple[str, str], str] = {}
     for path in [paths.dpkg_status, *_journal(paths)]:
         try:
@@ -68,7 +57,7 @@ def database_paragraphs(paths: SystemPaths) -> list[str]:
                 text = f.read().decode("utf-8", "surrogateescape")
         except FileNotFoundError:
             continue
-        for para in _PARAGRAPH_SPLIT.split(text):
+        for para in re.split(r"\n[ \t]*\n", text):
             package = _field(para, "Package")
             if package:
                 by_package[(package, _field(para, "Architecture"))] = para
@@ -100,44 +89,38 @@ def _digest(paragraph: str) -> str:
             f"{_field(paragraph, 'Version')}")
 
 
-def _cache_path(paths: SystemPaths) -> str:
-    return os.path.join(paths.cache_dir, "dpkg-declarations.json")
+def _read_status(path: str) -> str:
+    with open(path, "rb") as f:
+        return f.read().decode("utf-8", "surrogateescape")
 
 
-def _load_cache(paths: SystemPaths) -> tuple[dict[str, PackageField], list[int], list[str]]:
-    """Parsed paragraphs by digest (only paragraphs never seen need python-debian),
-    the database key they were last read with, and the digests selected then."""
-    try:
-        with open(_cache_path(paths), encoding="utf-8") as f:
-            st = os.fstat(f.fileno())
-            # Only a cache that we (or root) wrote and nobody else can change.
-            if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
-                return {}, [], []
-            data = json.load(f)
-    except (OSError, ValueError):
-        return {}, [], []
-    if not isinstance(data, dict) or data.get("version") != _CACHE_VERSION \
-            or not isinstance(data.get("paragraphs"), dict):
-        return {}, [], []
-    parsed = {k: v for k, v in data["paragraphs"].items() if isinstance(v, dict)}
-    return parsed, list(data.get("key", [])), list(data.get("selected", []))
+def _has_field(paragraph: str) -> bool:
+    lowered = paragraph.lower().encode("utf-8", "surrogateescape")
+    return lowered.startswith(_FIELD_START) or b"\n" + _FIELD_START in lowered
 
 
-def _store_cache(paths: SystemPaths, parsed: dict[str, PackageField], key: list[int],
-                 selected: list[str]) -> None:
-    # Best effort: an unprivileged run or a read-only root simply has no cache.
-    try:
-        os.makedirs(paths.cache_dir, exist_ok=True)
-        import tempfile  # only when writing: it costs hooks start-up time
+def _paragraphs_with_field(paths: SystemPaths) -> list[str]:
+    """The paragraphs that carry the field, in database order.
 
-        fd, tmp = tempfile.mkstemp(dir=paths.cache_dir, prefix=".dpkg-declarations.")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump({"version": _CACHE_VERSION, "key": key, "selected": selected,
-                       "paragraphs": parsed}, f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, _cache_path(paths))
-    except OSError:
-        pass
+    Without a journal (dpkg folds it in when a run ends) only the paragraphs
+    around each match are cut out of the status file; a hook need not split
+    a thousand paragraphs to find the few that declare something.
+    """
+    if _journal(paths):
+        return [p for p in database_paragraphs(paths) if _has_field(p)]
+    with open(paths.dpkg_status, "rb") as f:
+        data = f.read()
+    lowered = data.lower()  # ASCII only: every offset stays where it was
+    out = []
+    at = 0 if lowered.startswith(_FIELD_START) else lowered.find(b"\n" + _FIELD_START)
+    while at >= 0:
+        previous = data.rfind(b"\n\n", 0, at + 1) if at else -1
+        start = previous + 2 if previous >= 0 else 0
+        end = data.find(b"\n\n", at)
+        end = len(data) if end < 0 else end
+        out.append(data[start:end].strip(b"\n").decode("utf-8", "surrogateescape"))
+        at = lowered.find(b"\n" + _FIELD_START, end)
+    return out
 
 
 def packages_with_field(paths: SystemPaths) -> tuple[list[PackageField], list[Problem]]:
@@ -150,21 +133,26 @@ def packages_with_field(paths: SystemPaths) -> tuple[list[PackageField], list[Pr
     if not os.path.exists(paths.dpkg_status):
         return [], []
     key = _database_key(paths)
-    cache, cached_key, cached_selection = _load_cache(paths)
-    if key == cached_key and all(d in cache for d in cached_selection):
-        return [cache[d] for d in cached_selection], []  # the database did not change
+    cached = cache.load(paths, "dpkg-declarations")
+    parsed = cached.get("paragraphs")
+    known: dict[str, PackageField] = parsed if isinstance(parsed, dict) else {}
+    selection = cached.get("selected")
+    if cached.get("key") == key and isinstance(selection, list) \
+            and all(d in known for d in selection):
+        return [known[d] for d in selection], []  # the database did not change
     try:
-        selected = [p for p in database_paragraphs(paths) if _FIELD_RE.search(p)]
+        selected = _paragraphs_with_field(paths)
     except OSError as exc:
         return [], [Problem("dpkg", paths.dpkg_status,
                             f"cannot read the dpkg status database: {exc.strerror}")]
     digests = [_digest(p) for p in selected]
-    unseen = [p for p, d in zip(selected, digests, strict=True) if d not in cache]
-    for paragraph, parsed in zip(unseen, _parse_paragraphs(unseen) if unseen else [],
+    unseen = [p for p, d in zip(selected, digests, strict=True) if d not in known]
+    for paragraph, fields in zip(unseen, _parse_paragraphs(unseen) if unseen else [],
                                  strict=True):
-        cache[_digest(paragraph)] = parsed
-    _store_cache(paths, {d: cache[d] for d in digests}, key, digests)
-    return [cache[d] for d in digests], []
+        known[_digest(paragraph)] = fields
+    cache.save(paths, "dpkg-declarations",
+               {"key": key, "selected": digests, "paragraphs": {d: known[d] for d in digests}})
+    return [known[d] for d in digests], []
 
 
 def diversions(paths: SystemPaths) -> dict[str, tuple[str, str]]:
@@ -257,23 +245,67 @@ def _field(paragraph: str, name: str) -> str:
 
 def installed_versions(paths: SystemPaths) -> dict[str, str]:
     """Version of every package whose files are on disk, by name (and name:arch)."""
-    out: dict[str, str] = {}
     try:
-        paragraphs = database_paragraphs(paths)
+        return _versions_of(database_paragraphs(paths))
     except OSError:
-        return out
+        return {}
+
+
+def _versions_of(paragraphs: Iterable[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
     for para in paragraphs:
         status = _field(para, "Status").split()
-        if not status or status[-1] not in _ON_DISK:
+        name = _field(para, "Package")
+        if not name or not status or status[-1] not in _ON_DISK:
             continue
-        name, version = _field(para, "Package"), _field(para, "Version")
-        if not name:
-            continue
-        out.setdefault(name, version)
+        out.setdefault(name, _field(para, "Version"))
         arch = _field(para, "Architecture")
         if arch:
-            out[f"{name}:{arch}"] = version
+            out[f"{name}:{arch}"] = _field(para, "Version")
     return out
+
+
+def changed_versions(paths: SystemPaths, before_status: str) \
+        -> tuple[dict[str, str], dict[str, str]]:
+    """Versions that differ between a copy of an earlier status file and now:
+    (before, after) by name and name:arch, absent where not installed.
+
+    Only paragraphs whose text changed are looked at: a dpkg run rewrites the
+    whole status file but changes a few packages in it.
+    """
+    old = {p.strip("\n") for p in _read_status(before_status).split("\n\n")}
+    if _journal(paths):
+        new = {p.strip("\n") for p in database_paragraphs(paths)}
+    else:
+        new = {p.strip("\n") for p in _read_status(paths.dpkg_status).split("\n\n")}
+    return _versions_of(old - new), _versions_of(new - old)
+
+
+def package_version(paths: SystemPaths, package: str) -> str | None:
+    """The installed version of one package (name or name:arch), found without
+    splitting the whole status file."""
+    name, _, arch = package.partition(":")
+    try:
+        text = _read_status(paths.dpkg_status) if not _journal(paths) else \
+            "\n\n".join(database_paragraphs(paths))
+    except OSError:
+        return None
+    start = 0
+    needle = f"Package: {name}\n"
+    while True:
+        at = text.find(needle, start)
+        if at < 0:
+            return None
+        start = at + len(needle)
+        if at and text[at - 1] != "\n":
+            continue
+        end = text.find("\n\n", at)
+        paragraph = text[at:end if end >= 0 else None]
+        versions = _versions_of([paragraph])
+        if package in versions:
+            return versions[package]
+        if not arch and name in versions:
+            return versions[name]
 
 
 def package_files(paths: SystemPaths, package: str) -> list[str] | None:
@@ -328,6 +360,9 @@ def owners(paths: SystemPaths, wanted: set[str]) -> dict[str, tuple[str, str]]:
             break
     if not found:
         return {}
+    if len(set(found.values())) == 1:  # the usual case: spare a split of the database
+        pkg = next(iter(found.values()))
+        return {path: (pkg, package_version(paths, pkg) or "") for path in found}
     versions = installed_versions(paths)
     return {path: (pkg, versions.get(pkg, versions.get(pkg.split(":")[0], "")))
             for path, pkg in found.items()}

@@ -7,12 +7,17 @@ or its Python bindings simply has no rpm source.
 
 from __future__ import annotations
 
-from typing import Any
+import os
 
+from capsnap import cache
 from capsnap.declarations import Declaration, Problem
 from capsnap.declarations.entries import escape_path, parse_entry
 from capsnap.errors import InvalidInput
 from capsnap.paths import RPM_DB_CANDIDATES, SystemPaths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _STATE_NORMAL = 0  # RPMFILE_STATE_NORMAL: the file is on disk as packaged
 
@@ -52,20 +57,69 @@ def _database(paths: SystemPaths) -> tuple[str | None, str | None]:
     return dbpath, None
 
 
+def _database_key(paths: SystemPaths, dbpath: str) -> list[int] | None:
+    """The identity of the database's files (not the shared-memory index or
+    locks, which change on every read); None if the directory cannot be listed."""
+    directory = paths.inside(dbpath)
+    try:
+        names = sorted(n for n in os.listdir(directory)
+                       if not n.endswith(("-shm", ".lock")) and not n.startswith("__db."))
+    except OSError:
+        return None
+    return cache.file_key([os.path.join(directory, n) for n in names])
+
+
 def read(paths: SystemPaths, known_bits: int) \
         -> tuple[list[Declaration], list[Problem], list[str]]:
+    """What the database declares; from the cache while its files are unchanged,
+    which spares hooks the bindings' import (most of a dpkg hook's time on
+    Debian, where rpm keeps a database too)."""
+    dbpath = paths.rpm_dbpath()
+    key = _database_key(paths, dbpath) if dbpath is not None else None
+    cached = cache.load(paths, "rpm-declarations") if key is not None else {}
+    if key is not None and cached.get("key") == [paths.root, dbpath, *key]:
+        return _from_cache(cached, known_bits)
     dbpath, why_not = _database(paths)
     if dbpath is None:
         return [], [], [why_not or "rpm: no database"]
-    import rpm
+    found, problems = _read_database(paths, dbpath)
+    if problems:
+        return [], problems, []
+    if key is not None:
+        cache.save(paths, "rpm-declarations", {"key": [paths.root, dbpath, *key],
+                                               "entries": found})
+    return _from_cache({"entries": found}, known_bits)
 
+
+def _from_cache(cached: dict[str, object], known_bits: int) \
+        -> tuple[list[Declaration], list[Problem], list[str]]:
     decls: list[Declaration] = []
     problems: list[Problem] = []
+    entries = cached.get("entries")
+    for path, text, name, version in entries if isinstance(entries, list) else []:
+        try:
+            entry = parse_entry(f"{escape_path(path)} {text}", known_bits=known_bits)
+        except InvalidInput as exc:
+            problems.append(Problem("rpm", f"package {name} {version}",
+                                    f"bad %caps for {path} ({text!r}): {exc}"))
+            continue
+        if entry is not None:
+            decls.append(Declaration(path=entry.path, text=entry.text, caps=entry.caps,
+                                     source="rpm", package=name, version=version,
+                                     origin=f"%caps of {name}"))
+    return decls, problems, []
+
+
+def _read_database(paths: SystemPaths, dbpath: str) \
+        -> tuple[list[tuple[str, str, str, str]], list[Problem]]:
+    """(path, capability text, package, version) of every %caps file on disk."""
+    import rpm
+
+    found: list[tuple[str, str, str, str]] = []
     try:
         headers = list(_transaction_set(paths, dbpath).dbMatch())
     except rpm.error as exc:
-        return [], [Problem("rpm", paths.inside(dbpath),
-                            f"cannot read the rpm database: {exc}")], []
+        return [], [Problem("rpm", paths.inside(dbpath), f"cannot read the rpm database: {exc}")]
     for hdr in headers:
         caps = hdr[rpm.RPMTAG_FILECAPS]
         if not caps or not any(caps):
@@ -78,18 +132,8 @@ def read(paths: SystemPaths, known_bits: int) \
             text = _text(text)
             if not text or state != _STATE_NORMAL:
                 continue
-            path = _text(path)
-            try:
-                entry = parse_entry(f"{escape_path(path)} {text}", known_bits=known_bits)
-            except InvalidInput as exc:
-                problems.append(Problem("rpm", f"package {name} {version}",
-                                        f"bad %caps for {path} ({text!r}): {exc}"))
-                continue
-            if entry is not None:
-                decls.append(Declaration(path=entry.path, text=entry.text, caps=entry.caps,
-                                         source="rpm", package=name, version=version,
-                                         origin=f"%caps of {name}"))
-    return decls, problems, []
+            found.append((_text(path), text, name, version))
+    return found, []
 
 
 def owner_of(paths: SystemPaths, path: str) -> tuple[str, str] | None:

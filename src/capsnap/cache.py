@@ -1,0 +1,68 @@
+"""What capsnap remembers between runs about package databases it read.
+
+Hooks run after every transaction and a python start is most of their time,
+so what costs more than reading a small file (python-debian over a status
+file, the rpm bindings over their database) is kept in /var/cache/capsnap,
+keyed on the identity of the files it came from.  marshal, because it is
+built into the interpreter: json's import alone would cost a hook more than
+the lookup.  A cache is trusted only when root (or we) wrote it and nobody
+else can change it; losing one costs time, never correctness.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+
+from capsnap.paths import SystemPaths
+
+# Bump when what any cache holds changes shape.
+_FORMAT = 1
+
+
+def file_key(paths: list[str]) -> list[int]:
+    """The identity of files as they are now: device, inode, size, mtime each."""
+    key: list[int] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            key.append(-1)
+            continue
+        key.extend((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+    return key
+
+
+def _path(paths: SystemPaths, name: str) -> str:
+    return os.path.join(paths.cache_dir, f"{name}.marshal")
+
+
+def load(paths: SystemPaths, name: str) -> dict[str, object]:
+    """The cache `name` as last saved; empty when absent, foreign or damaged."""
+    try:
+        with open(_path(paths, name), "rb") as f:
+            st = os.fstat(f.fileno())
+            if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
+                return {}
+            data = marshal.load(f)
+    except (OSError, EOFError, ValueError, TypeError):
+        return {}
+    if not isinstance(data, dict) or data.get("format") != _FORMAT:
+        return {}
+    return data
+
+
+def save(paths: SystemPaths, name: str, data: dict[str, object]) -> None:
+    """Replace the cache `name` atomically; best effort (a read-only or
+    unprivileged run simply has no cache)."""
+    target = _path(paths, name)
+    temporary = f"{target}.{os.getpid()}.new"
+    try:
+        os.makedirs(paths.cache_dir, exist_ok=True)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        with os.fdopen(fd, "wb") as f:
+            marshal.dump({**data, "format": _FORMAT}, f)
+        os.replace(temporary, target)
+    except (OSError, ValueError):
+        if os.path.exists(temporary):
+            os.unlink(temporary)
