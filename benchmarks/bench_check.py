@@ -73,14 +73,15 @@ def main() -> None:
         loop.write_text("for f in " + " ".join(str(f) for f in files) +
                         f"; do setcap -q -v {CAPS} \"$f\" || exit 1; done\n")
         # As installed: byte-compiled (py3compile does it for the .deb) and
-        # started the way the console script starts it.
+        # started the way src/scripts/capsnap starts it (python3 -I), with
+        # the checkout where the package would be.
         subprocess.run(["/usr/bin/python3", "-m", "compileall", "-q", str(REPO / "src")],
                        check=True, capture_output=True,
                        env=dict(os.environ, PYTHONDONTWRITEBYTECODE=""))
-        env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
-        env.pop("PYTHONDONTWRITEBYTECODE", None)
-        capsnap = ["/usr/bin/python3", "-c", "from capsnap.cli import run; run()",
-                   "--root", str(root), "check"]
+        env = None
+        capsnap = ["/usr/bin/python3", "-I", "-c",
+                   f"import sys; sys.path.append({str(REPO / 'src')!r}); "
+                   "from capsnap.cli import run; run()", "--root", str(root), "check"]
         cache = root / "var/cache/capsnap"
         cold, warm, shell = [], [], []
         for _ in range(args.runs):

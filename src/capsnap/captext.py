@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
-from typing import NamedTuple
 
 from capsnap.errors import CapTextError
+from capsnap.records import NamedTuple
 
 # The capabilities of current Linux, in number order (include/uapi/linux/
 # capability.h).  Known here whatever libcap version the host has.

@@ -1,19 +1,23 @@
 """capsnap's command line: the one place errors become messages and exit codes.
 
 Start-up stays fast because package-manager hooks call this on every
-transaction: only argparse is imported here, each command imports what it
-needs when it runs.
+transaction: each command imports what it needs when it runs, argparse
+included, and `capsnap hook NAME` (what every hook file runs) is read
+without it.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from capsnap.errors import EXIT_DIFFERENT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CapsnapError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+    from typing import Any
 
 PROG = "capsnap"
 
@@ -551,6 +555,8 @@ def cmd_uninstall_hooks(args: argparse.Namespace) -> int:
 # --- argument parsing --------------------------------------------------------
 
 def _rootid(text: str) -> int:
+    import argparse
+
     try:
         value = int(text, 0)
     except ValueError:
@@ -558,12 +564,6 @@ def _rootid(text: str) -> int:
     if not 0 <= value <= 0xFFFFFFFE:
         raise argparse.ArgumentTypeError(f"uid out of range: {text!r}")
     return value
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> Any:  # one line, exit 2, no usage dump
-        _err(f"{message} (see '{self.prog} --help')")
-        sys.exit(EXIT_USAGE)
 
 
 def _args_get(p: argparse.ArgumentParser) -> None:
@@ -686,8 +686,9 @@ def _args_uninstall_hooks(p: argparse.ArgumentParser) -> None:
     pass
 
 
-Command = tuple[Callable[[argparse.Namespace], int], str,
-                Callable[[argparse.ArgumentParser], None]]
+if TYPE_CHECKING:
+    Command = tuple[Callable[[argparse.Namespace], int], str,
+                    Callable[[argparse.ArgumentParser], None]]
 COMMANDS: dict[str, Command] = {
     "get": (cmd_get, "print file capabilities as getcap(8) does", _args_get),
     "set": (cmd_set, "set file capabilities, then read back and verify them", _args_set),
@@ -735,6 +736,20 @@ def _command_named(argv: Sequence[str]) -> str | None:
 
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The parser; with `only`, just that command's (hooks start faster)."""
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> Any:  # one line, exit 2, no usage dump
+            _err(f"{message} (see '{self.prog} --help')")
+            sys.exit(EXIT_USAGE)
+
+        def _get_formatter(self) -> argparse.HelpFormatter:
+            # argparse asks shutil for the width on every add_argument (and
+            # shutil imports bz2 and lzma): ask the terminal only for help.
+            formatter: argparse.HelpFormatter = self.formatter_class(
+                prog=self.prog, width=_columns())  # type: ignore[call-arg]
+            return formatter
+
     # Global options are accepted before or after the command name.
     common = _Parser(add_help=False)
     common.add_argument("--root", metavar="DIR", default=argparse.SUPPRESS,
@@ -766,8 +781,26 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _columns() -> int:
+    try:
+        return int(os.environ["COLUMNS"]) - 2
+    except (KeyError, ValueError):
+        pass
+    try:
+        return os.get_terminal_size(sys.stdout.fileno()).columns - 2
+    except (OSError, ValueError):
+        return 78
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) == 2 and argv[0] == "hook":
+        # What every hook file runs, read by hand: argparse's import is a
+        # tenth of a hook's time, and a hook takes no options.
+        from capsnap import hook
+        from capsnap.paths import SystemPaths
+
+        return hook.run(argv[1], SystemPaths.select(), None, _known_bits())
     args = build_parser(_command_named(argv)).parse_args(argv)
     from capsnap.paths import SystemPaths
 

@@ -9,9 +9,8 @@ not stop apt.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from capsnap.paths import SystemPaths
+from capsnap.records import NamedTuple
 from capsnap.scan import DEFAULT_ROOTS
 
 _BOOLEAN = {"yes": True, "true": True, "1": True, "no": False, "false": False, "0": False}

@@ -9,8 +9,8 @@ every upgraded file as a new inode).
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from typing import NamedTuple
 
+from capsnap.records import NamedTuple
 from capsnap.store import Row
 
 LOST = "lost"

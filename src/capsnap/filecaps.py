@@ -9,10 +9,10 @@ pinned descriptor, read back from it and compared byte for byte.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
 
 from capsnap import captext, fileops, xattr
 from capsnap.errors import AttrFormatError, OperationFailed
+from capsnap.records import NamedTuple
 
 
 class Reading(NamedTuple):

@@ -8,7 +8,8 @@ maintainer scripts; they are honoured when no option overrides them.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+
+from capsnap.records import NamedTuple
 
 # Where rpm keeps its database, relative to the root: Fedora and SUSE use
 # /usr/lib/sysimage/rpm (older: /var/lib/rpm); Debian's rpm package sets

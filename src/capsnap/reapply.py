@@ -8,17 +8,16 @@ for one bad path: every declaration gets a finding, and the run goes on.
 from __future__ import annotations
 
 import errno
-import json
 import os
 import stat
 import time
 from collections.abc import Iterable
-from typing import NamedTuple
 
 from capsnap import captext, filecaps, fileops, xattr
 from capsnap.declarations import Declaration, Resolved
 from capsnap.errors import AttrFormatError, CapsnapError, OperationFailed, UnsafeTarget
 from capsnap.paths import SystemPaths
+from capsnap.records import NamedTuple
 
 # Statuses of `check`; `reapply` adds restored, would-restore, failed and skipped.
 OK = "ok"
@@ -239,8 +238,11 @@ def record_results(paths: SystemPaths, findings: Iterable[Finding]) -> str | Non
             directory = _records_dir(paths)
             os.makedirs(directory, exist_ok=True)
             target = os.path.join(directory, package.replace("/", "_"))
-            with open(target + ".new", "w", encoding="utf-8") as out:
-                json.dump(results, out, indent=1, sort_keys=True)
+            with open(target + ".new", "w", encoding="utf-8", errors="surrogateescape") as out:
+                out.write("{\n" + ",\n".join(
+                    f' {json_string(path)}: {{"status": {json_string(r["status"])}, '
+                    f'"time": {json_string(r["time"])}}}'
+                    for path, r in sorted(results.items())) + "\n}\n")
             os.replace(target + ".new", target)
     except OSError as exc:
         return f"{_records_dir(paths)}: cannot record results: {exc.strerror}"
@@ -251,6 +253,8 @@ def forget(paths: SystemPaths, package: str) -> int:
     """Drop capsnap's records of a (purged) package; how many there were."""
     target = os.path.join(_records_dir(paths), package.replace("/", "_"))
     try:
+        import json
+
         with open(target, encoding="utf-8") as f:
             count = len(json.load(f))
         os.unlink(target)
@@ -278,8 +282,19 @@ def log_actions(paths: SystemPaths, findings: Iterable[Finding]) -> str | None:
         if f.detail:
             fields["reason"] = f.detail
         lines.append(f"{stamp} reapply " + " ".join(
-            f"{key}={json.dumps(value, ensure_ascii=False)}" for key, value in fields.items()))
+            f"{key}={json_string(value)}" for key, value in fields.items()))
     return append_log(paths, lines)
+
+
+_JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+                 "\b": "\\b", "\f": "\\f"}
+
+
+def json_string(text: str) -> str:
+    """`text` as a JSON string, as json.dumps(text, ensure_ascii=False) writes it:
+    json's import (which brings re) would cost a hook more than its log."""
+    return '"' + "".join(_JSON_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if c < " " else c)
+                         for c in text) + '"'
 
 
 def append_log(paths: SystemPaths, lines: list[str]) -> str | None:

@@ -20,17 +20,19 @@ import collections
 import errno
 import marshal
 import os
-import re
 import stat
 import struct
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any, NamedTuple
 
 from capsnap.fileops import birth_time_ns
+from capsnap.records import NamedTuple
 from capsnap.xattr import XATTR_NAME
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 # Never walked, whatever the roots say: kernel and runtime pseudo filesystems.
 PSEUDO = ("/proc", "/sys", "/dev", "/run")
@@ -66,6 +68,8 @@ class WalkStats:
 
 def mount_points(root: str) -> set[bytes]:
     """Mount points at or under `root`: where a one-filesystem walk stops."""
+    import re  # only walks need it; hooks import this module too
+
     out: set[bytes] = set()
     base = os.fsencode(root.rstrip("/"))
     try:
@@ -201,6 +205,8 @@ def walk(hosts: list[str], root: str, stats: WalkStats,
     not descend into mount points.  Directories that cannot be read are
     counted in `stats`, never fatal.
     """
+    if not hosts:
+        return  # a hook's snapshot of packages and tracked paths walks nothing
     prefix = len(root.rstrip("/").encode()) if root != "/" else 0
     encoded = [os.fsencode(h) for h in hosts]
     walker = _Walker(prefix, mount_points(root) - set(encoded))
@@ -245,8 +251,12 @@ def walk(hosts: list[str], root: str, stats: WalkStats,
         for record in _receive(fd):
             inbox.append((index, record))
 
-    readers = [threading.Thread(target=drain, args=(i, fd), daemon=True)
-               for i, (_, fd) in enumerate(children)]
+    readers = []
+    if children:
+        import threading  # a walk's, not a hook's
+
+        readers = [threading.Thread(target=drain, args=(i, fd), daemon=True)
+                   for i, (_, fd) in enumerate(children)]
     for reader in readers:
         reader.start()
 

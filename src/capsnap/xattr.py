@@ -17,10 +17,10 @@ effective set is non-empty.
 from __future__ import annotations
 
 import struct
-from typing import NamedTuple
 
 from capsnap.captext import ALL_64, CapSet, bits_of, cap_name
 from capsnap.errors import AttrFormatError, InvalidInput
+from capsnap.records import NamedTuple
 
 XATTR_NAME = "security.capability"
 

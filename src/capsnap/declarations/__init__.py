@@ -11,11 +11,11 @@ path is left alone until someone resolves it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
 
 from capsnap import captext, xattr
 from capsnap.declarations.entries import Fallback
 from capsnap.paths import SystemPaths
+from capsnap.records import NamedTuple
 
 SOURCES = ("dpkg", "rpm", "local")
 

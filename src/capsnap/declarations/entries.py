@@ -17,26 +17,38 @@ reason.
 from __future__ import annotations
 
 import posixpath
-import re
 from collections.abc import Iterable
-from typing import NamedTuple
 
 from capsnap import captext
 from capsnap.errors import CapTextError, InvalidInput
+from capsnap.records import NamedTuple
 
-_ESCAPED = re.compile(r"\\([0-7]{3})")
-_NEEDS_ESCAPE = re.compile(r"[\s\\#]")
-_OPTION = re.compile(r"^(fallback|owner)=(.*)$")
-_SETUID = re.compile(r"^setuid(?::([0-7]{3,4}))?$")
 DEFAULT_SETUID_MODE = 0o4755
+_OCTAL = frozenset("01234567")
+_OPTIONS = ("fallback", "owner")
+
+# String methods rather than re: hooks parse declarations on every
+# transaction, and re (with enum) costs more to import than they take.
 
 
 def unescape_path(text: str) -> str:
-    return _ESCAPED.sub(lambda m: chr(int(m.group(1), 8)), text)
+    """fstab-style escapes: a backslash and three octal digits is a character."""
+    if "\\" not in text:
+        return text
+    out = []
+    i = 0
+    while i < len(text):
+        if text[i] == "\\" and len(text) - i > 3 and set(text[i + 1:i + 4]) <= _OCTAL:
+            out.append(chr(int(text[i + 1:i + 4], 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def escape_path(path: str) -> str:
-    return _NEEDS_ESCAPE.sub(lambda m: f"\\{ord(m.group(0)):03o}", path)
+    return "".join(f"\\{ord(c):03o}" if c.isspace() or c in "\\#" else c for c in path)
 
 
 class Fallback(NamedTuple):
@@ -75,11 +87,11 @@ class Entry(NamedTuple):
 def _parse_fallback(value: str) -> Fallback:
     if value == "none":
         return Fallback("none")
-    match = _SETUID.match(value)
-    if not match:
+    kind, colon, digits = value.partition(":")
+    if kind != "setuid" or (colon and not (3 <= len(digits) <= 4 and set(digits) <= _OCTAL)):
         raise InvalidInput(f"fallback must be 'none' or 'setuid[:MODE]' (e.g. setuid:4755), "
                            f"not {value!r}")
-    mode = int(match.group(1), 8) if match.group(1) else DEFAULT_SETUID_MODE
+    mode = int(digits, 8) if colon else DEFAULT_SETUID_MODE
     if not mode & 0o4000 or mode & 0o022:
         raise InvalidInput(f"fallback mode {mode:04o} must have the setuid bit and no "
                            "group or other write bit")
@@ -90,10 +102,12 @@ def split_comment(line: str) -> tuple[str, str | None]:
     stripped = line.strip()
     if stripped.startswith("#"):
         return "", None
-    match = re.search(r"\s#", stripped)
-    if match is None:
+    at = stripped.find("#", 1)
+    while at > 0 and not stripped[at - 1].isspace():
+        at = stripped.find("#", at + 1)
+    if at < 0:
         return stripped, None
-    return stripped[:match.start()].rstrip(), stripped[match.end():].strip() or None
+    return stripped[:at - 1].rstrip(), stripped[at + 1:].strip() or None
 
 
 def parse_entry(line: str, number: int = 0, known_bits: int = len(captext.CAP_NAMES)) \
@@ -114,11 +128,11 @@ def parse_entry(line: str, number: int = 0, known_bits: int = len(captext.CAP_NA
     path = posixpath.normpath(path).replace("//", "/")
     options: dict[str, str] = {}
     rest = tokens[1:]
-    while rest and (match := _OPTION.match(rest[-1])):
-        if match.group(1) in options:
-            raise InvalidInput(f"option {match.group(1)} given twice")
-        options[match.group(1)] = match.group(2)
-        rest.pop()
+    while rest and rest[-1].partition("=")[0] in _OPTIONS and "=" in rest[-1]:
+        name, _, value = rest.pop().partition("=")
+        if name in options:
+            raise InvalidInput(f"option {name} given twice")
+        options[name] = value
     if not rest:
         raise InvalidInput(f"{path}: no capability text after the path")
     text = " ".join(rest)
