@@ -20,13 +20,17 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import NamedTuple, TextIO
 
 from capsnap import config, declarations, reapply, snapshot
 from capsnap.errors import CapsnapError, InvalidInput
 from capsnap.paths import SystemPaths
+from capsnap.records import NamedTuple
 from capsnap.snapshot import Scope
-from capsnap.store import Store
+from capsnap.store import Row, Store
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TextIO
 
 _APT_FAMILY = {"apt", "apt-get", "aptitude", "unattended-upgr", "packagekitd", "synaptic"}
 
@@ -139,15 +143,26 @@ def _marker(ctx: Context) -> str:
     return os.path.join(ctx.paths.state_dir, "transaction-open")
 
 
-def _mark_open(ctx: Context, is_open: bool) -> None:
+def _mark_open(ctx: Context, manager: str | None) -> None:
+    """Open (naming the manager) or, with None, close the marker."""
     try:
-        if is_open:
-            with open(_marker(ctx), "w", encoding="ascii"):
-                pass
+        if manager:
+            with open(_marker(ctx), "w", encoding="ascii") as f:
+                f.write(manager + "\n")
         elif os.path.exists(_marker(ctx)):
             os.unlink(_marker(ctx))
     except OSError as exc:
         ctx.report(f"{_marker(ctx)}: {exc.strerror}")
+
+
+def _marker_manager(ctx: Context) -> str | None:
+    """Who opened the transaction: a manager's name, "dpkg" for the empty
+    marker dpkg's pre-invoke writes from sh, None when none is open."""
+    try:
+        with open(_marker(ctx), encoding="ascii", errors="replace") as f:
+            return f.read().strip() or "dpkg"
+    except OSError:
+        return None
 
 
 def begin(ctx: Context, manager: str, scope: Scope = TRACKED) -> int:
@@ -155,21 +170,18 @@ def begin(ctx: Context, manager: str, scope: Scope = TRACKED) -> int:
         tid = store.begin_transaction(manager, [])
         store.set_baseline(tid, _versions(ctx.paths))
         _snapshot(ctx, store, scope, tid, "before")
-    _mark_open(ctx, True)
+    _mark_open(ctx, manager)
     return tid
 
 
-def _touched(ctx: Context, store: Store, tid: int) -> set[str]:
+def _touched(ctx: Context, before: Iterable[Row]) -> set[str]:
     """Tracked paths whose file the transaction replaced, removed or created.
 
     A reinstall of the same version changes no version, yet dpkg writes
     every file anew, dropping its capabilities.
     """
-    before = store.transaction_info(tid).before_id
-    if before is None:
-        return set()
     touched = set()
-    for row in store.rows(before):
+    for row in before:
         path = os.fsdecode(row.path)
         try:
             inode: int | None = os.lstat(ctx.paths.inside(path)).st_ino
@@ -186,13 +198,14 @@ def finish(ctx: Context, tid: int, announced: Iterable[str] = ()) -> int:
         changed = _changed(store.baseline(tid), _versions(ctx.paths))
         store.add_transaction_packages(tid, changed)
         names = sorted({name for name, _, _ in changed} | set(announced))
-        touched = _touched(ctx, store, tid)
+        before = store.transaction_info(tid).before_id
+        touched = _touched(ctx, store.rows(before)) if before is not None else set()
         catalogue = _catalogue(ctx)
         findings = _reapply(ctx, names, touched, catalogue) if names or touched else []
         scope = Scope("package", tuple(n for n, _, new in changed if new)) \
             if any(new for _, _, new in changed) else TRACKED
         _snapshot(ctx, store, scope, tid, "after", catalogue)
-    _mark_open(ctx, False)
+    _mark_open(ctx, None)
     return _failures(findings, ctx)
 
 
@@ -244,7 +257,7 @@ def apt_pre_install_pkgs(ctx: Context) -> int:
         if tid is None:
             tid = store.begin_transaction("apt", [])
             store.set_baseline(tid, _versions(ctx.paths))
-            _mark_open(ctx, True)
+            _mark_open(ctx, "apt")
         store.add_transaction_packages(tid, packages)
         installed = tuple(sorted(name for name, old, _ in packages if old))
         scope = Scope("package", installed) if installed else TRACKED
@@ -261,18 +274,85 @@ def apt_post_invoke(ctx: Context) -> int:
     return finish(ctx, tid, announced)
 
 
-def dpkg_pre_invoke(ctx: Context) -> int:
-    if under_apt():
-        return 0  # apt's own hooks hold the transaction
-    begin(ctx, "dpkg")
-    return 0
-
-
 def dpkg_post_invoke(ctx: Context) -> int:
-    if under_apt():
+    if _marker_manager(ctx) == "apt" and under_apt():
         # Restore between apt's dpkg runs too; apt's post-invoke records it.
         return _failures(_reapply(ctx, None), ctx)
-    return _post(ctx, "dpkg")
+    return dpkg_finish(ctx)
+
+
+def _status_before(ctx: Context) -> str:
+    """Where dpkg's pre-invoke hook links the status file as the run began."""
+    return os.path.join(ctx.paths.state_dir, "dpkg-status.before")
+
+
+def _before_rows(ctx: Context, store: Store, wanted: list[bytes], started_ns: int,
+                 owners: dict[bytes, tuple[str, str]]) -> list[Row]:
+    """The tracked paths as they were when dpkg began, without a snapshot then.
+
+    dpkg's pre-invoke hook is sh, not a python start (which would cost more
+    than the whole run of a small package): a file whose ctime is older than
+    the marker it wrote is as it was; one the run touched was as the newest
+    snapshot last saw it.
+    """
+    known = store.newest_rows(wanted)
+    rows = []
+    for path in wanted:
+        try:
+            ctime: int | None = os.lstat(ctx.paths.inside(os.fsdecode(path))).st_ctime_ns
+        except OSError:
+            ctime = None
+        last = known.get(path)
+        if ctime is not None and ctime < started_ns:
+            row = snapshot.probe(os.fsdecode(path), ctx.paths, ctx.known_bits)
+            owner = (last.package, last.version) if last and last.inode == row.inode \
+                else owners.get(path, (None, None))
+            rows.append(row._replace(package=owner[0], version=owner[1]))
+        elif last is not None:
+            rows.append(last)
+        else:
+            rows.append(Row(path, None, None, None, None, None, False))
+    return rows
+
+
+def dpkg_finish(ctx: Context) -> int:
+    """Record dpkg's run as a transaction: what changed since its pre-invoke
+    hook linked the status file, the tracked paths before and after, and
+    what was reapplied in between."""
+    try:
+        started_ns = os.stat(_marker(ctx)).st_mtime_ns
+    except OSError:
+        started_ns = time.time_ns()  # no pre-invoke ran: every tracked path is suspect
+    from capsnap.declarations import dpkg
+
+    try:
+        before, after = dpkg.changed_versions(ctx.paths, _status_before(ctx))
+        everything = False
+    except OSError:  # what changed is unknown: reapply every declaration
+        before, after, everything = {}, {}, True
+    changed = _changed(before, after)
+    catalogue = _catalogue(ctx)
+    with Store(ctx.db) as store:
+        tid = store.begin_transaction("dpkg", changed)
+        wanted, owners = snapshot.tracked(store, catalogue)
+        rows = _before_rows(ctx, store, wanted, started_ns, owners)
+        store.add_snapshot(TRACKED.describe(), ctx.paths.root, rows, transaction_id=tid,
+                           phase="before")
+        touched = _touched(ctx, rows)
+        names = None if everything else [name for name, _, _ in changed]
+        findings = _reapply(ctx, names, touched, catalogue) \
+            if names is None or names or touched else []
+        scope = Scope("package", tuple(n for n, _, new in changed if new)) \
+            if any(new for _, _, new in changed) else TRACKED
+        _snapshot(ctx, store, scope, tid, "after", catalogue)
+    for leftover in (_status_before(ctx), _marker(ctx)):
+        try:
+            os.unlink(leftover)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            ctx.report(f"{leftover}: {exc.strerror}")
+    return _failures(findings, ctx)
 
 
 def dpkg_triggered(ctx: Context) -> int:
@@ -318,7 +398,6 @@ HOOKS: dict[str, Callable[[Context], int]] = {
     "apt-pre-invoke": apt_pre_invoke,
     "apt-pre-install-pkgs": apt_pre_install_pkgs,
     "apt-post-invoke": apt_post_invoke,
-    "dpkg-pre-invoke": dpkg_pre_invoke,
     "dpkg-post-invoke": dpkg_post_invoke,
     "dpkg-triggered": dpkg_triggered,
     "rpm-pre": rpm_pre,

@@ -47,6 +47,11 @@ def install(paths: SystemPaths, executable: str | None = None) -> list[tuple[str
     """Write the hook files; (path, "installed"/"updated"/"unchanged") each."""
     source = hooks_dir()
     program = _executable(executable)
+    try:
+        # dpkg's pre-invoke hook (sh) marks a run's start here.
+        os.makedirs(paths.state_dir, exist_ok=True)
+    except OSError as exc:
+        raise OperationFailed(f"{paths.state_dir}: cannot create: {exc.strerror}") from None
     done = []
     for name, target, mode, needs in HOOK_FILES:
         if not os.path.isdir(paths.inside(needs)):

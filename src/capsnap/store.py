@@ -14,9 +14,13 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, NamedTuple
 
 from capsnap.errors import CapsnapError, InvalidInput, OperationFailed
+from capsnap.records import NamedTuple
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 APPLICATION = "capsnap"
 _SNAPSHOT_COLUMNS = "id, created, created_ns, label, scope, root, transaction_id, phase, entries"
@@ -316,6 +320,22 @@ class Store:
             return []
         return [bytes(r[0]) for r in self.db.execute(
             "SELECT path FROM entries WHERE snapshot_id=? AND raw IS NOT NULL", (row[0],))]
+
+    def newest_rows(self, wanted: Iterable[bytes]) -> dict[bytes, Row]:
+        """What the newest snapshot knows of each wanted path (the paths a
+        snapshot always includes are in every one)."""
+        row = self.db.execute("SELECT max(id) FROM snapshots").fetchone()
+        if row is None or row[0] is None:
+            return {}
+        out = {}
+        for path in wanted:
+            found = _row_of(self.db.execute(
+                "SELECT path, raw, text, rootid, package, version, present, inode, size, "
+                "mtime_ns, btime_ns FROM entries WHERE snapshot_id=? AND path=?",
+                (row[0], path)).fetchone() or (None,))
+            if found is not None:
+                out[path] = found
+        return out
 
     def prune(self, keep: int) -> int:
         """Delete all but the `keep` newest snapshots; how many went."""
