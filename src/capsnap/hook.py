@@ -99,8 +99,10 @@ def _snapshot(ctx: Context, store: Store, scope: Scope, tid: int, phase: str,
 
 def _reapply(ctx: Context, packages: Iterable[str] | None,
              touched: set[str] | frozenset[str] = frozenset(),
-             catalogue: declarations.Catalogue | None = None) -> list[reapply.Finding]:
-    """Reapply the declarations of `packages` (all when None) and of `touched` paths."""
+             catalogue: declarations.Catalogue | None = None,
+             store: Store | None = None) -> list[reapply.Finding]:
+    """Reapply the declarations of `packages` (all when None) and of `touched`
+    paths; what was done goes to the open transaction (in `store`, if open)."""
     if catalogue is None:
         catalogue = _catalogue(ctx)
     resolved = catalogue.resolve(declarations.canonical_in(ctx.paths))
@@ -115,11 +117,15 @@ def _reapply(ctx: Context, packages: Iterable[str] | None,
     # trigger restored belongs to the transaction still open.
     actions = [(os.fsencode(f.path), f.status, f.detail) for f in findings
                if f.status != reapply.OK]
-    if actions and os.path.exists(ctx.db):
-        with Store(ctx.db) as store:
-            tid = store.open_transaction()
+    if actions and store is not None:
+        tid = store.open_transaction()
+        if tid is not None:
+            store.record_actions(tid, actions)
+    elif actions and os.path.exists(ctx.db):
+        with Store(ctx.db) as opened:
+            tid = opened.open_transaction()
             if tid is not None:
-                store.record_actions(tid, actions)
+                opened.record_actions(tid, actions)
     return findings
 
 
@@ -201,7 +207,7 @@ def finish(ctx: Context, tid: int, announced: Iterable[str] = ()) -> int:
         before = store.transaction_info(tid).before_id
         touched = _touched(ctx, store.rows(before)) if before is not None else set()
         catalogue = _catalogue(ctx)
-        findings = _reapply(ctx, names, touched, catalogue) if names or touched else []
+        findings = _reapply(ctx, names, touched, catalogue, store) if names or touched else []
         scope = Scope("package", tuple(n for n, _, new in changed if new)) \
             if any(new for _, _, new in changed) else TRACKED
         _snapshot(ctx, store, scope, tid, "after", catalogue)
@@ -340,7 +346,7 @@ def dpkg_finish(ctx: Context) -> int:
                            phase="before")
         touched = _touched(ctx, rows)
         names = None if everything else [name for name, _, _ in changed]
-        findings = _reapply(ctx, names, touched, catalogue) \
+        findings = _reapply(ctx, names, touched, catalogue, store) \
             if names is None or names or touched else []
         scope = Scope("package", tuple(n for n, _, new in changed if new)) \
             if any(new for _, _, new in changed) else TRACKED

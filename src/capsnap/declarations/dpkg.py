@@ -53,8 +53,7 @@ def database_paragraphs(paths: SystemPaths) -> list[str]:
     by_package: dict[tuple[str, str], str] = {}
     for path in [paths.dpkg_status, *_journal(paths)]:
         try:
-            with open(path, "rb") as f:
-                text = f.read().decode("utf-8", "surrogateescape")
+            text = _read_status(path)
         except FileNotFoundError:
             continue
         for para in re.split(r"\n[ \t]*\n", text):
@@ -89,9 +88,25 @@ def _digest(paragraph: str) -> str:
             f"{_field(paragraph, 'Version')}")
 
 
-def _read_status(path: str) -> str:
+_read: dict[str, tuple[list[int], bytes]] = {}
+
+
+def _status_bytes(path: str) -> bytes:
+    """A status file's content, read once per process while it is unchanged
+    (a hook looks at it for versions, declarations and owners)."""
     with open(path, "rb") as f:
-        return f.read().decode("utf-8", "surrogateescape")
+        st = os.fstat(f.fileno())
+        key = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+        known = _read.get(path)
+        if known is not None and known[0] == key:
+            return known[1]
+        data = f.read()
+    _read[path] = (key, data)
+    return data
+
+
+def _read_status(path: str) -> str:
+    return _status_bytes(path).decode("utf-8", "surrogateescape")
 
 
 def _has_field(paragraph: str) -> bool:
@@ -108,8 +123,7 @@ def _paragraphs_with_field(paths: SystemPaths) -> list[str]:
     """
     if _journal(paths):
         return [p for p in database_paragraphs(paths) if _has_field(p)]
-    with open(paths.dpkg_status, "rb") as f:
-        data = f.read()
+    data = _status_bytes(paths.dpkg_status)
     lowered = data.lower()  # ASCII only: every offset stays where it was
     out = []
     at = 0 if lowered.startswith(_FIELD_START) else lowered.find(b"\n" + _FIELD_START)
@@ -273,12 +287,17 @@ def changed_versions(paths: SystemPaths, before_status: str) \
     Only paragraphs whose text changed are looked at: a dpkg run rewrites the
     whole status file but changes a few packages in it.
     """
-    old = {p.strip("\n") for p in _read_status(before_status).split("\n\n")}
+    old = {p.strip(b"\n") for p in _status_bytes(before_status).split(b"\n\n")}
     if _journal(paths):
-        new = {p.strip("\n") for p in database_paragraphs(paths)}
+        new = {p.strip("\n").encode("utf-8", "surrogateescape")
+               for p in database_paragraphs(paths)}
     else:
-        new = {p.strip("\n") for p in _read_status(paths.dpkg_status).split("\n\n")}
-    return _versions_of(old - new), _versions_of(new - old)
+        new = {p.strip(b"\n") for p in _status_bytes(paths.dpkg_status).split(b"\n\n")}
+
+    def decoded(paragraphs: set[bytes]) -> list[str]:
+        return [p.decode("utf-8", "surrogateescape") for p in paragraphs]
+
+    return _versions_of(decoded(old - new)), _versions_of(decoded(new - old))
 
 
 def package_version(paths: SystemPaths, package: str) -> str | None:
