@@ -1,8 +1,10 @@
 """Benchmark: `dpkg -i` of a small package with capsnap's hooks against without (issue 6).
 
-Two copy-on-write overlays of this machine (so the dpkg database is the size
-of the test machine's): one with capsnap's .deb installed, its dpkg hooks and
-triggers active, one without.  A small package (one binary in /usr/bin,
+Three copy-on-write overlays of this machine (so the dpkg database is the
+size of the test machine's): one with capsnap's .deb installed, its dpkg
+hooks and triggers active; one without; and one with the .deb installed but
+its post-invoke hook replaced by a python start that does nothing, the floor
+of a design whose hooks are python.  A small package (one binary in /usr/bin,
 declaring a capability) is reinstalled in each, alternating, and the ratio
 of the medians is reported.  Run as root: `.venv/bin/python
 benchmarks/bench_dpkg_hooks.py CAPSNAP_DEB [--runs N]`; build the .deb with
@@ -44,16 +46,23 @@ def main() -> None:
         small = build_deb(Path(tmp) / "debs", "small", "1.0", {"/usr/bin/small": "/bin/true"},
                           file_capabilities=["/usr/bin/small cap_net_raw=ep"])
         with_hooks = stack.enter_context(overlay_system(Path(tmp) / "with"))
-        triggers_only = stack.enter_context(overlay_system(Path(tmp) / "triggers"))
+        floor = stack.enter_context(overlay_system(Path(tmp) / "floor"))
         without = stack.enter_context(overlay_system(Path(tmp) / "without"))
-        for root in (with_hooks, triggers_only):
+        for root in (with_hooks, floor):
             installed = inside(root, "dpkg", "-i", put(root, args.capsnap_deb))
             if installed.returncode != 0:
                 sys.exit(installed.stderr)
-        # The dpkg file triggers alone, without the python pre/post-invoke hooks.
-        (triggers_only / "etc/dpkg/dpkg.cfg.d/capsnap").unlink()
+        # The floor of this design: capsnap's file triggers and sh pre-invoke
+        # as shipped, and a post-invoke hook that starts python and does
+        # nothing (then drops the marker and the status link, as capsnap's would).
+        cfg = floor / "etc/dpkg/dpkg.cfg.d/capsnap"
+        hook = "/usr/bin/capsnap hook dpkg-post-invoke"
+        assert hook in cfg.read_text()
+        cfg.write_text(cfg.read_text().replace(
+            hook, "/usr/bin/python3 -I -c pass; rm -f /var/lib/capsnap/transaction-open "
+                  "/var/lib/capsnap/dpkg-status.before"))
         packages = inside(without, "dpkg-query", "-W", "-f", ".").stdout.count(".")
-        roots = {"without capsnap": without, "capsnap triggers only": triggers_only,
+        roots = {"without capsnap": without, "floor (python -c pass)": floor,
                  "with capsnap": with_hooks}
         debs = {name: put(root, small) for name, root in roots.items()}
         for name, root in roots.items():  # first install, not measured

@@ -792,6 +792,52 @@ def _columns() -> int:
         return 78
 
 
+# Commands run unattended and often (by hooks, timers, monitoring), with the
+# options they take.  Their plain spellings are read by _plain_args: argparse's
+# import and parser are a third of such a run.
+_PLAIN_OPTIONS = {"check": ("--json", "--package"),
+                  "reapply": ("--json", "--package", "--dry-run")}
+
+
+def _plain_args(argv: Sequence[str]) -> Any:
+    """The arguments of a plain `check` or `reapply` command line, or None.
+
+    Only exact option names, each value as the next word and not starting
+    with "-", each global option once: anything else (help, abbreviations,
+    --opt=value, mistakes) is argparse's to read or to refuse.
+    """
+    from types import SimpleNamespace
+
+    values: dict[str, Any] = {"root": None, "admindir": None, "dbpath": None, "db": None,
+                              "verbose": False, "json": False, "package": None,
+                              "dry_run": False}
+    command = None
+    words = list(argv)
+    while words:
+        word = words.pop(0)
+        if word in _GLOBAL_WITH_VALUE or (command and word == "--package"):
+            if not words or not words[0] or words[0].startswith("-"):
+                return None
+            name = word[2:]
+            if name == "package":
+                values["package"] = [*(values["package"] or []), words.pop(0)]
+            elif values[name] is not None:
+                return None
+            else:
+                values[name] = words.pop(0)
+        elif word in ("-v", "--verbose"):
+            values["verbose"] = True
+        elif command is None and word in _PLAIN_OPTIONS:
+            command = word
+        elif command and word in _PLAIN_OPTIONS[command] and word != "--package":
+            values[word[2:].replace("-", "_")] = True
+        else:
+            return None
+    if command is None:
+        return None
+    return SimpleNamespace(command=command, func=COMMANDS[command][0], **values)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if len(argv) == 2 and argv[0] == "hook":
@@ -801,7 +847,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from capsnap.paths import SystemPaths
 
         return hook.run(argv[1], SystemPaths.select(), None, _known_bits())
-    args = build_parser(_command_named(argv)).parse_args(argv)
+    args = _plain_args(argv) or build_parser(_command_named(argv)).parse_args(argv)
     from capsnap.paths import SystemPaths
 
     args.paths_ = SystemPaths.select(root=getattr(args, "root", None),
