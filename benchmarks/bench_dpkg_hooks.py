@@ -1,14 +1,15 @@
 """Benchmark: `dpkg -i` of a small package with capsnap's hooks against without (issue 6).
 
-Three copy-on-write overlays of this machine (so the dpkg database is the
-size of the test machine's): one with capsnap's .deb installed, its dpkg
-hooks and triggers active; one without; and one with the .deb installed but
-its post-invoke hook replaced by a python start that does nothing, the floor
-of a design whose hooks are python.  A small package (one binary in /usr/bin,
-declaring a capability) is reinstalled in each, alternating, and the ratio
-of the medians is reported.  Run as root: `.venv/bin/python
-benchmarks/bench_dpkg_hooks.py CAPSNAP_DEB [--runs N]`; build the .deb with
-`dpkg-buildpackage -us -uc -b` on a copy of the repository.
+Copy-on-write overlays of this machine (so the dpkg database is the size of
+the test machine's): one with capsnap's .deb installed, its dpkg hooks and
+triggers active; one without; and two with the .deb installed but its
+post-invoke hook replaced, by sh that only cleans up, and by a python start
+that does nothing: what the design costs before capsnap does any work.
+A small package (one binary in /usr/bin, declaring a capability) is
+reinstalled in each, alternating, and the ratio of the medians is reported.
+Run as root: `.venv/bin/python benchmarks/bench_dpkg_hooks.py CAPSNAP_DEB
+[--runs N]`; build the .deb with `dpkg-buildpackage -us -uc -b` on a copy of
+the repository.
 """
 
 from __future__ import annotations
@@ -47,23 +48,26 @@ def main() -> None:
                           file_capabilities=["/usr/bin/small cap_net_raw=ep"])
         with_hooks = stack.enter_context(overlay_system(Path(tmp) / "with"))
         floor = stack.enter_context(overlay_system(Path(tmp) / "floor"))
+        sh_only = stack.enter_context(overlay_system(Path(tmp) / "sh"))
         without = stack.enter_context(overlay_system(Path(tmp) / "without"))
-        for root in (with_hooks, floor):
+        for root in (with_hooks, floor, sh_only):
             installed = inside(root, "dpkg", "-i", put(root, args.capsnap_deb))
             if installed.returncode != 0:
                 sys.exit(installed.stderr)
-        # The floor of this design: capsnap's file triggers and sh pre-invoke
-        # as shipped, and a post-invoke hook that starts python and does
-        # nothing (then drops the marker and the status link, as capsnap's would).
-        cfg = floor / "etc/dpkg/dpkg.cfg.d/capsnap"
+        # What the design costs before capsnap does anything: its file
+        # triggers and sh pre-invoke as shipped, and a post-invoke hook that
+        # only drops the marker and the status link, as capsnap's would
+        # ("sh only"), or that first starts python to do nothing ("floor").
         hook = "/usr/bin/capsnap hook dpkg-post-invoke"
-        assert hook in cfg.read_text()
-        cfg.write_text(cfg.read_text().replace(
-            hook, "/usr/bin/python3 -I -c pass; rm -f /var/lib/capsnap/transaction-open "
-                  "/var/lib/capsnap/dpkg-status.before"))
+        cleanup = "rm -f /var/lib/capsnap/transaction-open /var/lib/capsnap/dpkg-status.before"
+        for root, command in ((floor, f"/usr/bin/python3 -I -c pass; {cleanup}"),
+                              (sh_only, cleanup)):
+            cfg = root / "etc/dpkg/dpkg.cfg.d/capsnap"
+            assert hook in cfg.read_text()
+            cfg.write_text(cfg.read_text().replace(hook, command))
         packages = inside(without, "dpkg-query", "-W", "-f", ".").stdout.count(".")
-        roots = {"without capsnap": without, "floor (python -c pass)": floor,
-                 "with capsnap": with_hooks}
+        roots = {"without capsnap": without, "sh only (no python)": sh_only,
+                 "floor (python -c pass)": floor, "with capsnap": with_hooks}
         debs = {name: put(root, small) for name, root in roots.items()}
         for name, root in roots.items():  # first install, not measured
             timed(root, debs[name])

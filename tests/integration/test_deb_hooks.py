@@ -116,6 +116,30 @@ def test_dpkg_upgrade_ends_restored_and_diff_shows_it(tmp_path: Path, system: Pa
     assert getcap(root, HELPER) == "cap_net_bind_service=ep"
 
 
+def test_what_changed_before_a_dpkg_run_is_not_laid_to_it(tmp_path: Path,
+                                                          system: Path) -> None:
+    """dpkg's pre-invoke hook takes no snapshot (it is sh): post-invoke tells
+    the files the run left alone by their ctime, older than its marker."""
+    root = system
+    assert inside(root, "dpkg", "-i", put(root, foo(tmp_path, "1.0"))).returncode == 0
+    assert getcap(root, HELPER) == "cap_net_bind_service=ep"
+    # The administrator strips it between two runs: not the next run's doing.
+    assert subprocess.run(["setcap", "-r", str(root / HELPER.lstrip("/"))]).returncode == 0
+    other = build_deb(tmp_path, "other", "2", {"/usr/bin/other": "/bin/true"})
+    done = inside(root, "dpkg", "-i", put(root, other))
+    assert done.returncode == 0, done.stderr
+    diff = last_diff(root)
+    assert {"package": "other", "old": None, "new": "2"} in \
+        diff["transaction"]["packages"]  # type: ignore[index]
+    assert HELPER not in {c["path"] for c in diff["changes"]}  # type: ignore[attr-defined]
+    # Left alone (the run did not touch it), and check still says so.
+    assert getcap(root, HELPER) == ""
+    assert inside(root, "capsnap", "check").returncode == 1
+    state = root / "var/lib/capsnap"
+    assert not (state / "transaction-open").exists()
+    assert not (state / "dpkg-status.before").exists()
+
+
 def test_local_declaration_on_another_packages_file(tmp_path: Path, system: Path) -> None:
     root = system
     v1 = build_deb(tmp_path, "nodeish", "18.1", {"/usr/bin/nodeish": "/bin/true"})
