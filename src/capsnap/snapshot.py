@@ -27,14 +27,51 @@ class Scope(NamedTuple):
     items: tuple[str, ...] = ()
 
     def describe(self) -> str:
-        text = self.kind if not self.items else f"{self.kind}:{','.join(self.items)}"
-        # Stored as SQLite TEXT: bytes that are not UTF-8 are written escaped.
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        """`kind:item,item` as stored (SQLite TEXT) and shown; parse() reverses it.
+
+        A comma or backslash in a path is written \\054 or \\134, a byte
+        that is not UTF-8 \\xNN, so every path comes back as it was.
+        """
+        return self.kind if not self.items else \
+            f"{self.kind}:{','.join(_escape_item(i) for i in self.items)}"
 
     @classmethod
     def parse(cls, text: str) -> Scope:
         kind, _, items = text.partition(":")
-        return cls(kind, tuple(items.split(",")) if items else ())
+        return cls(kind, tuple(_unescape_item(i) for i in items.split(",")) if items else ())
+
+
+_HEX = frozenset("0123456789abcdef")
+_OCTAL = frozenset("01234567")
+
+
+def _escape_item(item: str) -> str:
+    out = []
+    for c in item:
+        if c in "\\,":
+            out.append(f"\\{ord(c):03o}")
+        elif "\udc80" <= c <= "\udcff":  # surrogateescape: a byte that is not UTF-8
+            out.append(f"\\x{ord(c) - 0xDC00:02x}")
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+def _unescape_item(text: str) -> str:
+    out = []
+    i = 0
+    while i < len(text):
+        code = text[i + 1:i + 4] if text[i] == "\\" else ""
+        if len(code) == 3 and code[0] == "x" and set(code[1:]) <= _HEX and code[1] in "89abcdef":
+            out.append(chr(0xDC00 + int(code[1:], 16)))
+            i += 4
+        elif len(code) == 3 and set(code) <= _OCTAL:
+            out.append(chr(int(code, 8)))
+            i += 4
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out)
 
 
 def _text(raw: bytes | None, known_bits: int) -> tuple[str | None, int | None]:
