@@ -32,7 +32,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import TextIO
 
-_APT_FAMILY = {"apt", "apt-get", "aptitude", "unattended-upgr", "packagekitd", "synaptic"}
+_SHELLS = {"sh", "dash", "bash", "busybox"}
 
 
 class Context(NamedTuple):
@@ -59,22 +59,35 @@ def _changed(before: dict[str, str], after: dict[str, str]) \
             and ":" not in n]
 
 
-def under_apt() -> bool:
-    """Whether apt (or another dpkg front end) is an ancestor of this process."""
+def _ancestors() -> list[tuple[int, str, str]]:
+    """(pid, command name, start time) of each process above this one."""
+    out: list[tuple[int, str, str]] = []
     pid = os.getppid()
-    for _ in range(16):
-        if pid <= 1:
-            return False
+    while pid > 1 and len(out) < 32:
         try:
             with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
                 stat = f.read()
         except OSError:
-            return False
-        comm = stat[stat.find("(") + 1:stat.rfind(")")]
-        if comm in _APT_FAMILY:
-            return True
-        pid = int(stat[stat.rfind(")") + 2:].split()[1])
-    return False
+            break
+        fields = stat[stat.rfind(")") + 2:].split()
+        out.append((pid, stat[stat.find("(") + 1:stat.rfind(")")], fields[19]))
+        pid = int(fields[1])
+    return out
+
+
+def _front_end() -> str:
+    """The process that runs this hook through sh (apt, aptitude, nala, ...),
+    as "pid starttime": the start time tells a reused pid apart.  apt runs
+    hooks from a forked copy of itself, so the topmost of a run of same-named
+    processes is the one dpkg will run under."""
+    found = None
+    for pid, name, started in _ancestors():
+        if found is None and name in _SHELLS:
+            continue
+        if found is not None and name != found[1]:
+            break
+        found = (pid, name, started)
+    return f"{found[0]} {found[2]}" if found else ""
 
 
 def _catalogue(ctx: Context) -> declarations.Catalogue:
@@ -100,9 +113,10 @@ def _snapshot(ctx: Context, store: Store, scope: Scope, tid: int, phase: str,
 def _reapply(ctx: Context, packages: Iterable[str] | None,
              touched: set[str] | frozenset[str] = frozenset(),
              catalogue: declarations.Catalogue | None = None,
-             store: Store | None = None) -> list[reapply.Finding]:
+             store: Store | None = None, record: bool = True) -> list[reapply.Finding]:
     """Reapply the declarations of `packages` (all when None) and of `touched`
-    paths; what was done goes to the open transaction (in `store`, if open)."""
+    paths; unless `record` is false, what was done goes to the open
+    transaction (in `store`, if given)."""
     if catalogue is None:
         catalogue = _catalogue(ctx)
     resolved = catalogue.resolve(declarations.canonical_in(ctx.paths))
@@ -117,7 +131,9 @@ def _reapply(ctx: Context, packages: Iterable[str] | None,
     # trigger restored belongs to the transaction still open.
     actions = [(os.fsencode(f.path), f.status, f.detail) for f in findings
                if f.status != reapply.OK]
-    if actions and store is not None:
+    if not record:
+        pass
+    elif actions and store is not None:
         tid = store.open_transaction()
         if tid is not None:
             store.record_actions(tid, actions)
@@ -149,26 +165,25 @@ def _marker(ctx: Context) -> str:
     return os.path.join(ctx.paths.state_dir, "transaction-open")
 
 
-def _mark_open(ctx: Context, manager: str | None) -> None:
-    """Open (naming the manager) or, with None, close the marker."""
+def _mark_open(ctx: Context, manager: str) -> None:
+    """Leave the marker, naming the manager and the process that runs it."""
     try:
-        if manager:
-            with open(_marker(ctx), "w", encoding="ascii") as f:
-                f.write(manager + "\n")
-        elif os.path.exists(_marker(ctx)):
-            os.unlink(_marker(ctx))
+        with open(_marker(ctx), "w", encoding="ascii") as f:
+            f.write(f"{manager} {_front_end()}\n")
     except OSError as exc:
         ctx.report(f"{_marker(ctx)}: {exc.strerror}")
 
 
-def _marker_manager(ctx: Context) -> str | None:
-    """Who opened the transaction: a manager's name, "dpkg" for the empty
-    marker dpkg's pre-invoke writes from sh, None when none is open."""
+def _inside_apts_transaction(ctx: Context) -> bool:
+    """Whether apt's hooks hold a transaction open and this process runs under
+    the very front end that opened it (not a stale marker of a killed one)."""
     try:
         with open(_marker(ctx), encoding="ascii", errors="replace") as f:
-            return f.read().strip() or "dpkg"
+            manager, _, front_end = f.read().strip().partition(" ")
     except OSError:
-        return None
+        return False
+    return manager == "apt" and front_end in {f"{pid} {started}"
+                                              for pid, _, started in _ancestors()}
 
 
 def begin(ctx: Context, manager: str, scope: Scope = TRACKED) -> int:
@@ -200,18 +215,49 @@ def _touched(ctx: Context, before: Iterable[Row]) -> set[str]:
 
 def finish(ctx: Context, tid: int, announced: Iterable[str] = ()) -> int:
     """Reapply what the transaction touched, take the after snapshot, close it."""
-    with Store(ctx.db) as store:
+    catalogue = _catalogue(ctx)
+
+    def record(store: Store) -> list[reapply.Finding]:
         changed = _changed(store.baseline(tid), _versions(ctx.paths))
         store.add_transaction_packages(tid, changed)
         names = sorted({name for name, _, _ in changed} | set(announced))
         before = store.transaction_info(tid).before_id
         touched = _touched(ctx, store.rows(before)) if before is not None else set()
-        catalogue = _catalogue(ctx)
         findings = _reapply(ctx, names, touched, catalogue, store) if names or touched else []
         scope = Scope("package", tuple(n for n, _, new in changed if new)) \
             if any(new for _, _, new in changed) else TRACKED
         _snapshot(ctx, store, scope, tid, "after", catalogue)
-    _mark_open(ctx, None)
+        return findings
+
+    return _close(ctx, record, catalogue)
+
+
+def _close(ctx: Context, record: Callable[[Store], list[reapply.Finding]],
+           catalogue: declarations.Catalogue) -> int:
+    """Run a closing hook's `record` with the store, then remove the marker
+    (and dpkg's status link) whatever happened.
+
+    When the store cannot be used (damaged, locked, a full disk), what is
+    declared is put back all the same: the record is lost, not the
+    capabilities, and no marker is left behind to silence the next trigger.
+    """
+    try:
+        try:
+            with Store(ctx.db) as store:
+                findings = record(store)
+        except Exception as exc:  # the store's trouble must not stop the reapply
+            ctx.report(f"cannot record the transaction in {ctx.db}: {exc}; "
+                       "reapplying without a record")
+            ctx.problems[0] += 1
+            findings = _reapply(ctx, None, catalogue=catalogue, record=False)
+    finally:
+        for leftover in (_status_before(ctx), _marker(ctx)):
+            try:
+                os.unlink(leftover)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                ctx.report(f"{leftover}: {exc.strerror}")
     return _failures(findings, ctx)
 
 
@@ -281,7 +327,7 @@ def apt_post_invoke(ctx: Context) -> int:
 
 
 def dpkg_post_invoke(ctx: Context) -> int:
-    if _marker_manager(ctx) == "apt" and under_apt():
+    if _inside_apts_transaction(ctx):
         # Restore between apt's dpkg runs too; apt's post-invoke records it.
         return _failures(_reapply(ctx, None), ctx)
     return dpkg_finish(ctx)
@@ -299,7 +345,9 @@ def _before_rows(ctx: Context, store: Store, wanted: list[bytes], started_ns: in
     dpkg's pre-invoke hook is sh, not a python start (which would cost more
     than the whole run of a small package): a file whose ctime is older than
     the marker it wrote is as it was; one the run touched was as the newest
-    snapshot last saw it.
+    snapshot last saw it (a file the run rewrote on a filesystem that keeps
+    whole seconds counts as touched: wrongly so only if the administrator
+    changed it in the second before the run).
     """
     known = store.newest_rows(wanted)
     rows = []
@@ -309,6 +357,10 @@ def _before_rows(ctx: Context, store: Store, wanted: list[bytes], started_ns: in
         except OSError:
             ctime = None
         last = known.get(path)
+        if ctime is not None and ctime % 1_000_000_000 == 0:
+            # A filesystem that keeps whole seconds: a change in the second
+            # the run began may look older than the marker.
+            ctime += 1_000_000_000
         if ctime is not None and ctime < started_ns:
             row = snapshot.probe(os.fsdecode(path), ctx.paths, ctx.known_bits)
             owner = (last.package, last.version) if last and last.inode == row.inode \
@@ -338,7 +390,8 @@ def dpkg_finish(ctx: Context) -> int:
         before, after, everything = {}, {}, True
     changed = _changed(before, after)
     catalogue = _catalogue(ctx)
-    with Store(ctx.db) as store:
+
+    def record(store: Store) -> list[reapply.Finding]:
         tid = store.begin_transaction("dpkg", changed)
         wanted, owners = snapshot.tracked(store, catalogue)
         rows = _before_rows(ctx, store, wanted, started_ns, owners)
@@ -351,14 +404,9 @@ def dpkg_finish(ctx: Context) -> int:
         scope = Scope("package", tuple(n for n, _, new in changed if new)) \
             if any(new for _, _, new in changed) else TRACKED
         _snapshot(ctx, store, scope, tid, "after", catalogue)
-    for leftover in (_status_before(ctx), _marker(ctx)):
-        try:
-            os.unlink(leftover)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            ctx.report(f"{leftover}: {exc.strerror}")
-    return _failures(findings, ctx)
+        return findings
+
+    return _close(ctx, record, catalogue)
 
 
 def dpkg_triggered(ctx: Context) -> int:
