@@ -153,3 +153,33 @@ def test_a_bad_local_file_does_not_block_declare(tmp_path: Path) -> None:
     assert file.endswith("local.capabilities")
     with pytest.raises(InvalidInput):
         local.undeclare(paths, "/nope")
+
+
+def _status_paragraph(name: str, arch: str, version: str) -> str:
+    return (f"Package: {name}\nStatus: install ok installed\nArchitecture: {arch}\n"
+            f"Multi-Arch: same\nVersion: {version}\n")
+
+
+@pytest.mark.parametrize(("before", "after", "changed"), [
+    # one architecture of a Multi-Arch: same package goes or comes: the name stays
+    ([("libfoo", "amd64", "1"), ("libfoo", "i386", "1")], [("libfoo", "amd64", "1")], []),
+    ([("libfoo", "amd64", "1")], [("libfoo", "amd64", "1"), ("libfoo", "i386", "1")], []),
+    ([("libfoo", "amd64", "1"), ("libfoo", "i386", "1")],
+     [("libfoo", "amd64", "2"), ("libfoo", "i386", "2")], [("libfoo", "1", "2")]),
+    ([("aaa", "all", "1")], [("aaa", "all", "2")], [("aaa", "1", "2")]),
+    ([("aaa", "all", "1"), ("bbb", "all", "1")], [("bbb", "all", "1")], [("aaa", "1", None)]),
+])
+def test_changed_versions_of_a_dpkg_run(tmp_path: Path, before: list[tuple[str, str, str]],
+                                        after: list[tuple[str, str, str]],
+                                        changed: list[tuple[str, str | None, str | None]]) \
+        -> None:
+    from capsnap.declarations import dpkg
+    from capsnap.hook import _changed
+
+    (tmp_path / "var/lib/dpkg/updates").mkdir(parents=True)
+    (tmp_path / "before").write_text("\n".join(_status_paragraph(*p) for p in before))
+    (tmp_path / "var/lib/dpkg/status").write_text(
+        "\n".join(_status_paragraph(*p) for p in after))
+    old, new = dpkg.changed_versions(SystemPaths.select(root=str(tmp_path)),
+                                     str(tmp_path / "before"))
+    assert _changed(old, new) == changed

@@ -294,10 +294,24 @@ def changed_versions(paths: SystemPaths, before_status: str) \
     else:
         new = {p.strip(b"\n") for p in _status_bytes(paths.dpkg_status).split(b"\n\n")}
 
+    # A package installed for several architectures is one name: the
+    # paragraphs of its other architectures, unchanged, go on both sides.
+    names = {_package_of(p) for p in old ^ new}
+    same = {p for p in old & new if _package_of(p) in names}
+
     def decoded(paragraphs: set[bytes]) -> list[str]:
         return [p.decode("utf-8", "surrogateescape") for p in paragraphs]
 
-    return _versions_of(decoded(old - new)), _versions_of(decoded(new - old))
+    return _versions_of(decoded(old - new | same)), _versions_of(decoded(new - old | same))
+
+
+def _package_of(paragraph: bytes) -> bytes:
+    """The Package field (dpkg writes it first; elsewhere, looked for)."""
+    start = 0 if paragraph.startswith(b"Package:") else paragraph.find(b"\nPackage:") + 1
+    if start == 0 and not paragraph.startswith(b"Package:"):
+        return b""
+    end = paragraph.find(b"\n", start)
+    return paragraph[start + 8:end if end >= 0 else None].strip()
 
 
 def package_version(paths: SystemPaths, package: str) -> str | None:
