@@ -238,9 +238,10 @@ def record_results(paths: SystemPaths, findings: Iterable[Finding]) -> str | Non
             directory = _records_dir(paths)
             os.makedirs(directory, exist_ok=True)
             target = os.path.join(directory, package.replace("/", "_"))
-            with open(target + ".new", "w", encoding="utf-8", errors="surrogateescape") as out:
+            # ASCII, as json.dump writes it: a path that is not UTF-8 stays readable.
+            with open(target + ".new", "w", encoding="ascii") as out:
                 out.write("{\n" + ",\n".join(
-                    f' {json_string(path)}: {{"status": {json_string(r["status"])}, '
+                    f' {json_string(path, True)}: {{"status": {json_string(r["status"])}, '
                     f'"time": {json_string(r["time"])}}}'
                     for path, r in sorted(results.items())) + "\n}\n")
             os.replace(target + ".new", target)
@@ -290,11 +291,21 @@ _JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"
                  "\b": "\\b", "\f": "\\f"}
 
 
-def json_string(text: str) -> str:
-    """`text` as a JSON string, as json.dumps(text, ensure_ascii=False) writes it:
-    json's import (which brings re) would cost a hook more than its log."""
-    return '"' + "".join(_JSON_ESCAPES.get(c) or (f"\\u{ord(c):04x}" if c < " " else c)
-                         for c in text) + '"'
+def json_string(text: str, ascii_only: bool = False) -> str:
+    """`text` as a JSON string, as json.dumps(text, ensure_ascii=ascii_only)
+    writes it: json's import (which brings re) would cost a hook more than
+    its log."""
+    limit = "~" if ascii_only else "\U0010ffff"
+    return '"' + "".join(_JSON_ESCAPES.get(c) or (_json_escape(c) if c < " " or c > limit
+                                                  else c) for c in text) + '"'
+
+
+def _json_escape(c: str) -> str:
+    code = ord(c)
+    if code > 0xFFFF:  # a surrogate pair, as JSON spells characters beyond the BMP
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
 
 
 def append_log(paths: SystemPaths, lines: list[str]) -> str | None:
