@@ -11,8 +11,10 @@ else can change it; losing one costs time, never correctness.
 
 from __future__ import annotations
 
+import contextlib
 import marshal
 import os
+import time
 
 from capsnap.paths import SystemPaths
 
@@ -56,13 +58,18 @@ def save(paths: SystemPaths, name: str, data: dict[str, object]) -> None:
     """Replace the cache `name` atomically; best effort (a read-only or
     unprivileged run simply has no cache)."""
     target = _path(paths, name)
-    temporary = f"{target}.{os.getpid()}.new"
+    temporary = f"{target}.{os.getpid()}.{time.monotonic_ns()}.new"
+    created = False
     try:
         os.makedirs(paths.cache_dir, exist_ok=True)
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        # A new file, never one someone put there (or a symlink) in advance.
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                     | os.O_CLOEXEC, 0o644)
+        created = True
         with os.fdopen(fd, "wb") as f:
             marshal.dump({**data, "format": _FORMAT}, f)
         os.replace(temporary, target)
     except (OSError, ValueError):
-        if os.path.exists(temporary):
-            os.unlink(temporary)
+        if created:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)

@@ -842,11 +842,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if len(argv) == 2 and argv[0] == "hook":
         # What every hook file runs, read by hand: argparse's import is a
-        # tenth of a hook's time, and a hook takes no options.
+        # tenth of a hook's time, and a hook takes no options.  Anything
+        # else ("hook --help", an unknown name) is argparse's.
         from capsnap import hook
         from capsnap.paths import SystemPaths
 
-        return hook.run(argv[1], SystemPaths.select(), None, _known_bits())
+        if argv[1] in hook.HOOKS:
+            return hook.run(argv[1], SystemPaths.select(), None, _known_bits())
     args = _plain_args(argv) or build_parser(_command_named(argv)).parse_args(argv)
     from capsnap.paths import SystemPaths
 
