@@ -42,6 +42,7 @@ class Context(NamedTuple):
     stdin: TextIO
     report: Callable[[str], None]
     problems: list[int]  # [count] of declarations that could not be read
+    roots: tuple[str, ...]  # what a full snapshot walks (capsnap.conf, read once)
 
 
 def _versions(paths: SystemPaths) -> dict[str, str]:
@@ -100,11 +101,10 @@ def _catalogue(ctx: Context) -> declarations.Catalogue:
 
 def _snapshot(ctx: Context, store: Store, scope: Scope, tid: int, phase: str,
               catalogue: declarations.Catalogue | None = None) -> int:
-    settings, _ = config.load(ctx.paths)
     if catalogue is None:
         catalogue = declarations.load(ctx.paths, ctx.known_bits)
     snapshot_id, stats = snapshot.take(ctx.paths, store, scope, ctx.known_bits, catalogue,
-                                       roots=settings.roots, transaction_id=tid, phase=phase)
+                                       roots=ctx.roots, transaction_id=tid, phase=phase)
     for path, why in stats.unreadable:
         ctx.report(f"{path}: cannot read: {why}")
     return snapshot_id
@@ -131,13 +131,11 @@ def _reapply(ctx: Context, packages: Iterable[str] | None,
     # trigger restored belongs to the transaction still open.
     actions = [(os.fsencode(f.path), f.status, f.detail) for f in findings
                if f.status != reapply.OK]
-    if not record:
-        pass
-    elif actions and store is not None:
+    if record and actions and store is not None:
         tid = store.open_transaction()
         if tid is not None:
             store.record_actions(tid, actions)
-    elif actions and os.path.exists(ctx.db):
+    elif record and actions and os.path.exists(ctx.db):
         with Store(ctx.db) as opened:
             tid = opened.open_transaction()
             if tid is not None:
@@ -223,13 +221,24 @@ def finish(ctx: Context, tid: int, announced: Iterable[str] = ()) -> int:
         names = sorted({name for name, _, _ in changed} | set(announced))
         before = store.transaction_info(tid).before_id
         touched = _touched(ctx, store.rows(before)) if before is not None else set()
-        findings = _reapply(ctx, names, touched, catalogue, store) if names or touched else []
-        scope = Scope("package", tuple(n for n, _, new in changed if new)) \
-            if any(new for _, _, new in changed) else TRACKED
-        _snapshot(ctx, store, scope, tid, "after", catalogue)
-        return findings
+        return _reapply_and_take_after(ctx, store, tid, changed, names, touched, catalogue)
 
     return _close(ctx, record, catalogue)
+
+
+def _reapply_and_take_after(ctx: Context, store: Store, tid: int,
+                            changed: list[tuple[str, str | None, str | None]],
+                            names: list[str] | None, touched: set[str],
+                            catalogue: declarations.Catalogue) -> list[reapply.Finding]:
+    """A closing hook's last steps: reapply what the transaction touched (the
+    declarations of `names`, every one when None, and of the touched paths),
+    then take the after snapshot of the packages it installed or upgraded."""
+    findings = _reapply(ctx, names, touched, catalogue, store) \
+        if names is None or names or touched else []
+    installed = tuple(n for n, _, new in changed if new)
+    _snapshot(ctx, store, Scope("package", installed) if installed else TRACKED, tid, "after",
+              catalogue)
+    return findings
 
 
 def _close(ctx: Context, record: Callable[[Store], list[reapply.Finding]],
@@ -397,14 +406,9 @@ def dpkg_finish(ctx: Context) -> int:
         rows = _before_rows(ctx, store, wanted, started_ns, owners)
         store.add_snapshot(TRACKED.describe(), ctx.paths.root, rows, transaction_id=tid,
                            phase="before")
-        touched = _touched(ctx, rows)
         names = None if everything else [name for name, _, _ in changed]
-        findings = _reapply(ctx, names, touched, catalogue, store) \
-            if names is None or names or touched else []
-        scope = Scope("package", tuple(n for n, _, new in changed if new)) \
-            if any(new for _, _, new in changed) else TRACKED
-        _snapshot(ctx, store, scope, tid, "after", catalogue)
-        return findings
+        return _reapply_and_take_after(ctx, store, tid, changed, names, _touched(ctx, rows),
+                                       catalogue)
 
     return _close(ctx, record, catalogue)
 
@@ -471,7 +475,7 @@ def run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
         messages.append(message)
 
     ctx = Context(paths, db or paths.snapshot_db, known_bits,
-                  stdin, report, [0])
+                  stdin, report, [0], settings.roots)
     failures = 0
     try:
         if name not in HOOKS:
