@@ -22,16 +22,19 @@ from capsnap.paths import SystemPaths
 _FORMAT = 1
 
 
+def identity(st: os.stat_result) -> list[int]:
+    """What tells a file's content changed: device, inode, size, mtime."""
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+
+
 def file_key(paths: list[str]) -> list[int]:
-    """The identity of files as they are now: device, inode, size, mtime each."""
+    """The identity of files as they are now (-1 for one that is missing)."""
     key: list[int] = []
     for path in paths:
         try:
-            st = os.stat(path)
+            key.extend(identity(os.stat(path)))
         except OSError:
             key.append(-1)
-            continue
-        key.extend((st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
     return key
 
 

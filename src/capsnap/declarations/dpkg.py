@@ -95,8 +95,7 @@ def _status_bytes(path: str) -> bytes:
     """A status file's content, read once per process while it is unchanged
     (a hook looks at it for versions, declarations and owners)."""
     with open(path, "rb") as f:
-        st = os.fstat(f.fileno())
-        key = [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
+        key = cache.identity(os.fstat(f.fileno()))
         known = _read.get(path)
         if known is not None and known[0] == key:
             return known[1]
