@@ -23,12 +23,11 @@ import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from capsnap import confine
 from capsnap.captext import CAP_NUMBERS, CapSet
 from capsnap.errors import OperationFailed, UnsafeTarget
 from capsnap.records import NamedTuple
 from capsnap.xattr import SIZE_3, XATTR_NAME
-
-_MAX_SYMLINKS = 40  # the kernel's MAXSYMLINKS
 
 # Remedies for the errors a user can meet, keyed by errno.
 _ERRNO_TEXT = {
@@ -57,14 +56,18 @@ def _failed(display: str, exc: OSError) -> OperationFailed:
 
 
 class Target(NamedTuple):
-    """An opened file: the pinned inode and the directories above it."""
+    """An opened file: the pinned inode and what the walk to it went through."""
 
     display: str  # the path as the user named it, for messages and output
     fd: int  # O_PATH|O_NOFOLLOW descriptor of the file itself
     st: os.stat_result
     name: str  # last component
+    # Every directory above the file that could have decided what it is:
+    # those above the root (or the working directory), and every one the
+    # walk went through inside it, in order.
     directories: tuple[tuple[str, os.stat_result], ...] = ()
     link_target: str | None = None  # set when the last component is a symlink
+    links: tuple[confine.Link, ...] = ()  # the symlinks the walk followed
 
     @property
     def proc_path(self) -> str:
@@ -75,8 +78,26 @@ class Target(NamedTuple):
         return stat.S_ISREG(self.st.st_mode)
 
 
-def _split(path: str) -> list[str]:
-    return [c for c in path.split("/") if c not in ("", ".")]
+def _cwd_ancestry(cwd_fd: int) -> tuple[tuple[str, os.stat_result], ...]:
+    """The directories above the working directory, found from its
+    descriptor by "..", never by its name (which may have changed)."""
+    out: list[tuple[str, os.stat_result]] = []
+    name = os.getcwd()
+    fd = os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=cwd_fd)
+    child = os.fstat(cwd_fd)
+    try:
+        while True:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == (child.st_dev, child.st_ino):
+                break  # "/": its own parent
+            name = os.path.dirname(name)
+            out.append((name, st))
+            parent = os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd, child = parent, st
+    finally:
+        os.close(fd)
+    return tuple(reversed(out))
 
 
 @contextmanager
@@ -84,75 +105,26 @@ def open_target(path: str, root: str = "/") -> Iterator[Target]:
     """Open `path` inside `root` without following a symlink out of it."""
     opened: list[int] = []
     try:
-        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        opened.append(root_fd)
-        root_st = os.fstat(root_fd)
-        if os.path.isabs(path) or root != "/":
-            start_fd, start_st = root_fd, root_st
-            start_name = root
-        else:
-            start_fd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            opened.append(start_fd)
-            start_st = os.fstat(start_fd)
-            start_name = os.getcwd()
-        # The directory stack from the root to the current directory; the
-        # part above the start (for relative paths) is checked separately.
-        stack: list[tuple[int, str, os.stat_result]] = [(start_fd, start_name, start_st)]
         if not path:
             raise OperationFailed("'': not a file path")
-        pending = _split(path)
+        pinned = confine.pin(root)
+        if os.path.isabs(path) or root != "/":
+            walked = confine.walk(path, pinned.fd, pinned.path, opened)
+            above = pinned.ancestry
+        else:
+            cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            opened.append(cwd)
+            walked = confine.walk(path, pinned.fd, pinned.path, opened,
+                                  start=(cwd, os.getcwd(), os.fstat(cwd)))
+            above = _cwd_ancestry(cwd)
         # "dir/" names a directory, as it does for the kernel.
         wants_directory = path.endswith("/") or path.endswith("/.") or path == "."
-        links = 0
-        while True:
-            cur_fd = stack[-1][0]
-            if not pending:
-                # The path ended on "." or "..": the target is a directory.
-                fd = os.open(".", os.O_PATH | os.O_CLOEXEC, dir_fd=cur_fd)
-                opened.append(fd)
-                yield Target(display=path, fd=fd, st=os.fstat(fd), name=".",
-                             directories=tuple((n, s) for _, n, s in stack[:-1]))
-                return
-            comp = pending.pop(0)
-            if comp == "..":
-                if len(stack) > 1:
-                    stack.pop()
-                else:
-                    # ".." at the start of a relative path leaves the start
-                    # directory; inside a chosen root it stays at the root.
-                    if stack[0][0] != root_fd:
-                        parent = os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
-                                         dir_fd=cur_fd)
-                        opened.append(parent)
-                        stack[0] = (parent, os.path.dirname(stack[0][1]), os.fstat(parent))
-                continue
-            fd = os.open(comp, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur_fd)
-            opened.append(fd)
-            st = os.fstat(fd)
-            if stat.S_ISLNK(st.st_mode):
-                link = os.readlink(comp, dir_fd=cur_fd)
-                if not pending:
-                    yield Target(display=path, fd=fd, st=st, name=comp,
-                                 directories=tuple((n, s) for _, n, s in stack),
-                                 link_target=link)
-                    return
-                links += 1
-                if links > _MAX_SYMLINKS:
-                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
-                if link.startswith("/"):
-                    del stack[1:]
-                    stack[0] = (root_fd, root, root_st)
-                pending[:0] = _split(link)
-                continue
-            if not pending:
-                if wants_directory and not stat.S_ISDIR(st.st_mode):
-                    raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-                yield Target(display=path, fd=fd, st=st, name=comp,
-                             directories=tuple((n, s) for _, n, s in stack))
-                return
-            if not stat.S_ISDIR(st.st_mode):
-                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-            stack.append((fd, os.path.join(stack[-1][1], comp), st))
+        if wants_directory and walked.link_target is None and \
+                not stat.S_ISDIR(walked.st.st_mode):
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        yield Target(display=path, fd=walked.fd, st=walked.st, name=walked.name,
+                     directories=(*above, *walked.traversed), link_target=walked.link_target,
+                     links=(*pinned.links, *walked.links))
     except OSError as exc:
         raise _failed(path, exc) from None
     finally:
@@ -292,63 +264,11 @@ def sniff_interpreter(target: Target) -> str | None:
     return None
 
 
-@functools.cache
-def _uid_map() -> tuple[tuple[int, int, int], ...]:
-    try:
-        with open("/proc/self/uid_map", encoding="ascii") as f:
-            return tuple((int(a), int(b), int(c)) for a, b, c in
-                         (line.split() for line in f if line.strip()))
-    except (OSError, ValueError):
-        return ((0, 0, 4294967295),)
-
-
-@functools.cache
-def _overflow_uid() -> int:
-    try:
-        with open("/proc/sys/kernel/overflowuid", encoding="ascii") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return 65534
-
-
-def _trusted_owner(uid: int) -> bool:
-    """Root of this user namespace, or an owner the namespace does not map.
-
-    Inside a user namespace the files of unmapped owners (the real root
-    among them) show as the overflow uid; they are outside the namespace's
-    reach.  A mapped uid that happens to equal it (a real `nobody` mapped
-    in, as container runtimes do) is an ordinary user.
-    """
-    if uid == 0:
-        return True
-    if uid != _overflow_uid():
-        return False
-    return not any(inside <= uid < inside + count for inside, _, count in _uid_map())
-
-
-@functools.cache
-def _ancestor_stats(path: str) -> tuple[tuple[str, os.stat_result], ...]:
-    """The directories above `path` (not itself), top down, with their stat."""
-    return tuple((p, os.stat(p)) for p in _ancestors(path)[:-1])
-
-
-def _ancestors(path: str) -> list[str]:
-    path = os.path.realpath(path)
-    out = []
-    while True:
-        out.append(path)
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    return list(reversed(out))
-
-
 def unsafe_reasons(target: Target, root: str = "/") -> list[str]:
     """Why giving this file capabilities would be unsafe (empty: safe)."""
     st = target.st
     reasons: list[str] = []
-    if not _trusted_owner(st.st_uid):
+    if not confine.root_owner(st.st_uid):
         reasons.append(f"it is owned by uid {st.st_uid}, not root: its owner could "
                        "replace the program (chown root it first)")
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
@@ -357,22 +277,26 @@ def unsafe_reasons(target: Target, root: str = "/") -> list[str]:
     if st.st_nlink > 1:
         reasons.append(f"it has {st.st_nlink} hard links: the capability would follow "
                        "every other name of it (copy the file instead)")
-    directories = list(target.directories)
-    # A root chosen with --root (or the working directory, for a relative
-    # path) is only as safe as the directories above it.
-    if root != "/":
-        directories = [*_ancestor_stats(root), *directories]
-    elif directories and directories[0][0] != "/":
-        directories = [*_ancestor_stats(directories[0][0]), *directories]
-    for dpath, dst in directories:
+    seen: set[tuple[int, int]] = set()
+    for dpath, dst in target.directories:
+        if (dst.st_dev, dst.st_ino) in seen:
+            continue
+        seen.add((dst.st_dev, dst.st_ino))
         mode = dst.st_mode
-        if not _trusted_owner(dst.st_uid):
+        if not confine.root_owner(dst.st_uid):
             reasons.append(f"directory {dpath} is owned by uid {dst.st_uid}, who could "
                            "swap the file (keep it in root-owned directories)")
             break
         if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
             reasons.append(f"directory {dpath} is writable by group or others and not "
                            "sticky: anyone could swap the file")
+            break
+    for link in target.links:
+        # As fs.protected_symlinks would have it: a symlink counts only if
+        # root or the owner of its directory made it.
+        if not confine.root_owner(link.st.st_uid) and link.st.st_uid != link.directory.st_uid:
+            reasons.append(f"symbolic link {link.display} on the path is owned by uid "
+                           f"{link.st.st_uid}, who could point it elsewhere")
             break
     by_name = interpreter_by_name(target.name)
     sniffed = sniff_interpreter(target)

@@ -13,7 +13,7 @@ import stat
 import time
 from collections.abc import Iterable
 
-from capsnap import captext, filecaps, fileops, xattr
+from capsnap import captext, confine, filecaps, fileops, xattr
 from capsnap.declarations import Declaration, Resolved
 from capsnap.errors import AttrFormatError, CapsnapError, OperationFailed, UnsafeTarget
 from capsnap.paths import SystemPaths
@@ -157,9 +157,9 @@ def _fallback_in_place(target: fileops.Target, decl: Declaration) -> bool:
 
 def _has_statoverride(paths: SystemPaths, path: str) -> bool:
     try:
-        with open(os.path.join(paths.dpkg_admindir, "statoverride"), encoding="utf-8",
-                  errors="surrogateescape") as f:
-            return any(line.split()[3:4] == [path] for line in f)
+        text = confine.read_bytes(paths, os.path.join(paths.dpkg_admindir, "statoverride"))
+        return any(line.split()[3:4] == [path] for line in
+                   text.decode("utf-8", "surrogateescape").splitlines())
     except OSError:
         return False
 
@@ -235,16 +235,15 @@ def record_results(paths: SystemPaths, findings: Iterable[Finding]) -> str | Non
             by_package.setdefault(package, {})[f.path] = {"status": f.status, "time": stamp}
     try:
         for package, results in by_package.items():
-            directory = _records_dir(paths)
-            os.makedirs(directory, exist_ok=True)
-            target = os.path.join(directory, package.replace("/", "_"))
+            target = os.path.join(_records_dir(paths), package.replace("/", "_"))
             # ASCII, as json.dump writes it: a path that is not UTF-8 stays readable.
-            with open(target + ".new", "w", encoding="ascii") as out:
-                out.write("{\n" + ",\n".join(
-                    f' {json_string(path, True)}: {{"status": {json_string(r["status"])}, '
-                    f'"time": {json_string(r["time"])}}}'
-                    for path, r in sorted(results.items())) + "\n}\n")
-            os.replace(target + ".new", target)
+            content = "{\n" + ",\n".join(
+                f' {json_string(path, True)}: {{"status": {json_string(r["status"])}, '
+                f'"time": {json_string(r["time"])}}}'
+                for path, r in sorted(results.items())) + "\n}\n"
+            confine.write_atomically(paths, target, content.encode("ascii"))
+    except CapsnapError as exc:
+        return f"{_records_dir(paths)}: cannot record results: {exc}"
     except OSError as exc:
         return f"{_records_dir(paths)}: cannot record results: {exc.strerror}"
     return None
@@ -256,9 +255,8 @@ def forget(paths: SystemPaths, package: str) -> int:
     try:
         import json
 
-        with open(target, encoding="utf-8") as f:
-            count = len(json.load(f))
-        os.unlink(target)
+        count = len(json.loads(confine.read_bytes(paths, target)))
+        confine.unlink(paths, target)
     except FileNotFoundError:
         return 0
     except (OSError, ValueError) as exc:
@@ -314,13 +312,10 @@ def append_log(paths: SystemPaths, lines: list[str]) -> str | None:
     if not lines:
         return None
     try:
-        os.makedirs(os.path.dirname(paths.log_file), exist_ok=True)
-        fd = os.open(paths.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                     0o640)
-        try:
-            os.write(fd, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
-        finally:
-            os.close(fd)
+        confine.append(paths, paths.log_file,
+                       ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
+    except CapsnapError as exc:
+        return f"cannot append to the log: {exc}"
     except OSError as exc:
         return f"{paths.log_file}: cannot append: {exc.strerror}"
     return None
