@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from capsnap import confine, fileops
+from capsnap import confine
 from capsnap.errors import OperationFailed
 from capsnap.paths import SystemPaths
 from tests.conftest import getxattr_or_none, needs_root, run_capsnap
@@ -206,7 +206,8 @@ def test_a_symlink_owned_by_another_user_is_refused(scratch: Path) -> None:
 _FLIP = """
 import os, sys, time
 d, host, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
-os.symlink(host, d + "/link"); os.rename(d + "/img", d + "/real"); os.symlink("real", d + "/reallink")
+os.symlink(host, d + "/link"); os.rename(d + "/img", d + "/real")
+os.symlink("real", d + "/reallink")
 end = time.time() + seconds
 while time.time() < end:
     os.rename(d + "/link", d + "/img"); os.symlink(host, d + "/link")
