@@ -246,10 +246,10 @@ _MARKER_LANGUAGE = {
     b"PS4=+ ": "a shell", b"@(#)MIRBSD KSH": "a shell (mksh)",
     b"ZSH_VERSION": "a shell (zsh)", b"tcsh %d.%.2d.%.2d": "a shell (tcsh)",
     b"fish universal variable": "a shell (fish)", b"YASH_LOADPATH": "a shell (yash)",
-    # util-linux setpriv's --ambient-caps (busybox's applet has it too),
-    # capsh's --addamb, and any other user of libcap's call for it.
-    b"ambient-caps": "setpriv (or a tool like it), " + _AMBIENT,
+    # capsh's --addamb, util-linux setpriv's --ambient-caps (busybox's
+    # applet has it too), and any other user of libcap's call for it.
     b"--addamb=": "capsh, " + _AMBIENT,
+    b"ambient-caps": "setpriv (or a tool like it), " + _AMBIENT,
     b"cap_set_ambient": "a program using libcap's cap_set_ambient, " + _AMBIENT,
     # The sqlite3 shell's ".load FILE ?ENTRY?" (.help) and "?ENTRYPOINT?" (usage).
     b".load FILE ?ENTRY": "the SQLite shell, whose .load runs any library",
@@ -384,12 +384,12 @@ def sniff_interpreter(target: Target) -> str | None:
             facts = elf_facts(data)
             if facts is not None and facts.is_loader:
                 return "a dynamic loader, which runs any program named to it"
-            # The first marker in the file names it (as one pass of an
-            # alternation would); a find each spares a hook importing re.
-            found = [(at, marker) for marker in _MARKER_LANGUAGE
-                     if (at := data.find(marker)) >= 0]
-            if found:
-                return _MARKER_LANGUAGE[min(found)[1]]
+            # A find each spares a hook importing re; stopping at the first
+            # marker found (in the table's order) spares a large runtime
+            # such as node most of the passes over it.
+            for marker, what in _MARKER_LANGUAGE.items():
+                if data.find(marker) >= 0:
+                    return what
     finally:
         os.close(fd)
     return None
