@@ -246,10 +246,10 @@ _MARKER_LANGUAGE = {
     b"PS4=+ ": "a shell", b"@(#)MIRBSD KSH": "a shell (mksh)",
     b"ZSH_VERSION": "a shell (zsh)", b"tcsh %d.%.2d.%.2d": "a shell (tcsh)",
     b"fish universal variable": "a shell (fish)", b"YASH_LOADPATH": "a shell (yash)",
-    # capsh's --addamb, util-linux setpriv's --ambient-caps (busybox's
-    # applet has it too), and any other user of libcap's call for it.
     # qemu-user (qemu-aarch64, ...) runs a guest program in its own process.
     b"QEMU_LD_PREFIX": "a user-mode emulator (qemu), which runs any program named to it",
+    # capsh's --addamb, util-linux setpriv's --ambient-caps (busybox's
+    # applet has it too), and any other user of libcap's call for it.
     b"--addamb=": "capsh, " + _AMBIENT,
     b"ambient-caps": "setpriv (or a tool like it), " + _AMBIENT,
     b"cap_set_ambient": "a program using libcap's cap_set_ambient, " + _AMBIENT,
