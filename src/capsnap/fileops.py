@@ -188,14 +188,19 @@ def require_regular(target: Target) -> None:
 
 # --- safety policy ---------------------------------------------------------
 
-# Interpreters and shells by name (after stripping a version suffix such as
-# "3.11" or "5.36.0"): a capability on one is a capability for every script.
+# Interpreters, shells and other code runners by name (after stripping a
+# version suffix such as "3.11" or "5.36.0"): a capability on one is a
+# capability for every script, plugin or program it can be told to run.
 _INTERPRETER_NAMES = frozenset("""
     python pypy perl ruby irb node nodejs deno bun php lua luajit tclsh wish
     expect guile sbcl ocaml erl escript java jshell pwsh awk gawk mawk nawk
     sh ash bash dash rbash zsh ksh mksh pdksh csh tcsh fish yash busybox toybox
-    R Rscript julia
+    R Rscript julia gdb lldb lli setpriv capsh sqlite3 openssl
 """.split())
+
+# Dynamic loaders by name, whatever the architecture ("ld-linux-x86-64.so.2",
+# "ld-linux-aarch64.so.1", "ld-musl-x86_64.so.1", "ld.so.1", "ld64.so.2").
+_LOADER_PREFIXES = ("ld-linux", "ld-musl", "ld.so", "ld64.so")
 
 
 def _strip_version(name: str) -> str:
@@ -217,30 +222,155 @@ def _strip_version(name: str) -> str:
         start -= 1
     return name[:start]
 
-# Byte markers that an interpreter or shell binary carries whatever it is
-# called: the embedding entry points of each language runtime, and the
-# version or default-prompt strings of the shells.  (Generic shell variable
-# names are no good: shellcheck carries them all.)
+_AMBIENT = "which passes capabilities on as ambient ones to any program it starts"
+_GNU_PLUGINS = "a plugin loader (gawk's @load, make's load, gcc's -fplugin)"
+_TOOL_PLUGINS = "a plugin loader (binutils' --plugin, LLVM's -load)"
+_OPENSSL = "the OpenSSL command, which loads engines and providers from any path"
+
+# Byte markers that a code runner carries whatever it is called: the
+# embedding entry points of each language runtime, the version or
+# default-prompt strings of the shells, and the option names or help texts
+# of the tools that load a library or start a program named on their command
+# line.  (Generic shell variable names are no good: shellcheck carries them
+# all.  Library symbols are no good either: programs that embed or link
+# SQLite or libcrypto carry sqlite3_load_extension or ENGINE_by_id without
+# letting a user name what to load; the tools' help texts say a user can.)
 _MARKER_LANGUAGE = {
     b"Py_InitializeEx": "the Python interpreter", b"Py_InitializeFromConfig":
     "the Python interpreter, or a program embedding it", b"perl_parse": "the Perl interpreter",
     b"ruby_options": "the Ruby interpreter", b"luaL_newstate": "the Lua interpreter",
     b"php_execute_script": "the PHP interpreter", b"Tcl_Main": "the Tcl interpreter",
+    b"Tk_MainEx": "the Tcl/Tk interpreter",
     b"_ZN4node5Start": "the Node.js runtime", b"JLI_Launch": "the Java launcher",
     b"BusyBox v": "BusyBox (a shell among others)", b"GNU bash,": "a shell (bash)",
     b"PS4=+ ": "a shell", b"@(#)MIRBSD KSH": "a shell (mksh)",
+    b"ZSH_VERSION": "a shell (zsh)", b"tcsh %d.%.2d.%.2d": "a shell (tcsh)",
+    b"fish universal variable": "a shell (fish)", b"YASH_LOADPATH": "a shell (yash)",
+    # qemu-user (qemu-aarch64, ...) runs a guest program in its own process.
+    b"QEMU_LD_PREFIX": "a user-mode emulator (qemu), which runs any program named to it",
+    # capsh's --addamb, util-linux setpriv's --ambient-caps (busybox's
+    # applet has it too), and any other user of libcap's call for it.
+    b"--addamb=": "capsh, " + _AMBIENT,
+    b"ambient-caps": "setpriv (or a tool like it), " + _AMBIENT,
+    b"cap_set_ambient": "a program using libcap's cap_set_ambient, " + _AMBIENT,
+    # The sqlite3 shell's ".load FILE ?ENTRY?" (.help) and "?ENTRYPOINT?" (usage).
+    b".load FILE ?ENTRY": "the SQLite shell, whose .load runs any library",
+    b"Use engine, possibly a hardware device": _OPENSSL, b"Provider load path": _OPENSSL,
+    # Loaders of plugins that must say they are GPL-compatible: gawk, make,
+    # gcc's front ends (lto-dump); then binutils (ar, nm, ranlib, ld.bfd,
+    # gold) and LLVM's tools (opt, llc, lli).
+    b"plugin_is_GPL_compatible": _GNU_PLUGINS,
+    # ("[Ll]oad the specified plugin": ar, nm, ranlib, opt, llc, lli.)
+    b"oad the specified plugin": _TOOL_PLUGINS, b"Load named plugin": _TOOL_PLUGINS,
+    b"could not load plugin library": _TOOL_PLUGINS,
 }
 
 
 def interpreter_by_name(name: str) -> str | None:
     stem = _strip_version(name)
-    if name in _INTERPRETER_NAMES or stem in _INTERPRETER_NAMES:
+    if (name in _INTERPRETER_NAMES or stem in _INTERPRETER_NAMES
+            or name.startswith(_LOADER_PREFIXES)):
         return name
     return None
 
 
+class ElfFacts(NamedTuple):
+    """What the kernel looks at to start an ELF file, and two dynamic tags."""
+
+    elf_type: int  # e_type: 2 ET_EXEC, 3 ET_DYN
+    entry: int
+    has_interp: bool  # a PT_INTERP program header names a loader for it
+    has_needed: bool  # DT_NEEDED: it names libraries someone else must load
+    flags_1: int  # DT_FLAGS_1, 0 when absent
+
+    @property
+    def is_loader(self) -> bool:
+        """A shared object that the kernel starts by itself and that needs
+        no one to load its libraries: a dynamic loader (ld.so, musl's libc.so).
+
+        An entry point alone says little: glibc's libc.so.6 and libcap.so.2
+        run under an interpreter to print their version, and many plain
+        libraries (libXau, librtmp, Python extension modules here) carry the
+        address of .text as e_entry, but they all name libraries in
+        DT_NEEDED that nothing would load.  A static PIE executable is self-
+        contained too and says so with DF_1_PIE (binutils since 2.33, lld;
+        glibc's dlopen relies on the same flag to refuse executables).
+        """
+        return (self.elf_type == _ET_DYN and self.entry != 0 and not self.has_interp
+                and not self.has_needed and not self.flags_1 & _DF_1_PIE)
+
+
+_ET_DYN = 3
+_PT_DYNAMIC = 2
+_PT_INTERP = 3
+_DT_NEEDED = 1
+_DT_FLAGS_1 = 0x6ffffffb
+_DF_1_PIE = 0x08000000
+# binfmt_elf refuses program headers of another size or more than 64 KiB of
+# them (load_elf_phdrs): such a file cannot be started, so it is not parsed.
+_MAX_PHDRS_SIZE = 65536
+_MAX_DYNAMIC = 4096
+
+
+def elf_facts(data: bytes | mmap.mmap) -> ElfFacts | None:
+    """Parse an ELF header and program headers, 32 or 64-bit, either byte
+    order (a --root image may be of another architecture); None when `data`
+    is not an ELF file the kernel could start, truncated ones included."""
+    size = len(data)
+    if size < 52 or data[:4] != b"\x7fELF":
+        return None
+    wide, order_byte = data[4], data[5]
+    if wide not in (1, 2) or order_byte not in (1, 2):
+        return None
+    big = order_byte == 2
+    word = 8 if wide == 2 else 4
+
+    def num(at: int, width: int) -> int:
+        return int.from_bytes(data[at:at + width], "big" if big else "little")
+
+    if size < (64 if wide == 2 else 52):
+        return None
+    elf_type = num(16, 2)
+    entry = num(24, word)
+    phoff = num(24 + word, word)
+    phentsize = num(42 + 3 * (word - 4), 2)
+    phnum = num(44 + 3 * (word - 4), 2)
+    if phentsize != (56 if wide == 2 else 32) or not 0 < phnum * phentsize <= _MAX_PHDRS_SIZE:
+        return None
+    if phoff + phnum * phentsize > size:
+        return None
+    has_interp = False
+    dynamic: tuple[int, int] | None = None
+    for at in range(phoff, phoff + phnum * phentsize, phentsize):
+        p_type = num(at, 4)
+        if p_type == _PT_INTERP:
+            has_interp = True
+        elif p_type == _PT_DYNAMIC and dynamic is None:
+            # p_offset and p_filesz: after p_type (and, 64-bit, p_flags).
+            if wide == 2:
+                dynamic = num(at + 8, 8), num(at + 32, 8)
+            else:
+                dynamic = num(at + 4, 4), num(at + 16, 4)
+    has_needed, flags_1 = False, 0
+    if dynamic is not None:
+        start, length = dynamic
+        # Real tables hold a few dozen entries; a crafted endless one is cut
+        # short, and what it hides past that errs on the side of refusing.
+        end = min(start + length, size, start + _MAX_DYNAMIC * 2 * word)
+        for at in range(start, end - 2 * word + 1, 2 * word):
+            tag = num(at, word)
+            if tag == 0:  # DT_NULL ends the table
+                break
+            if tag == _DT_NEEDED:
+                has_needed = True
+            elif tag == _DT_FLAGS_1:
+                flags_1 = num(at + word, word)
+    return ElfFacts(elf_type, entry, has_interp, has_needed, flags_1)
+
+
 def sniff_interpreter(target: Target) -> str | None:
-    """What the content says: a script, or a language runtime/shell binary."""
+    """What the content says: a script, a dynamic loader, or a language
+    runtime, shell, launcher or plugin loader binary."""
     try:
         fd = os.open(target.proc_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError:
@@ -253,12 +383,15 @@ def sniff_interpreter(target: Target) -> str | None:
         if head != b"\x7fELF" or target.st.st_size == 0:
             return None
         with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as data:
-            # The first marker in the file names it (as one pass of an
-            # alternation would); a find each spares a hook importing re.
-            found = [(at, marker) for marker in _MARKER_LANGUAGE
-                     if (at := data.find(marker)) >= 0]
-            if found:
-                return _MARKER_LANGUAGE[min(found)[1]]
+            facts = elf_facts(data)
+            if facts is not None and facts.is_loader:
+                return "a dynamic loader, which runs any program named to it"
+            # A find each spares a hook importing re; stopping at the first
+            # marker found (in the table's order) spares a large runtime
+            # such as node most of the passes over it.
+            for marker, what in _MARKER_LANGUAGE.items():
+                if data.find(marker) >= 0:
+                    return what
     finally:
         os.close(fd)
     return None
