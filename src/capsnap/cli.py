@@ -838,7 +838,7 @@ def _plain_args(argv: Sequence[str]) -> Any:
     return SimpleNamespace(command=command, func=COMMANDS[command][0], **values)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _main(argv: Sequence[str] | None = None) -> int:
     # apt's hooks, cron and Ansible pass on their caller's umask: the modes
     # of what capsnap creates must not depend on it.
     os.umask(0o022)
@@ -872,15 +872,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return 130
-    except Exception as exc:
-        if type(exc).__module__ != "sqlite3":
-            raise
-        # A damaged page shows only when read: say so, leave the file alone.
-        _err(f"the snapshot database is damaged ({exc}); capsnap leaves it alone: move it "
-             "aside to start a new one")
-        return EXIT_FAILED
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as exc:
+        _err(_explain(args, exc))
+        return EXIT_FAILED
+
+
+def _explain(args: argparse.Namespace, exc: Exception) -> str:
+    """One line for what escaped a command: SQLite's errors told apart (a
+    damaged page shows only when read), a system call's with its file."""
+    if type(exc).__module__ == "sqlite3":
+        from capsnap.store import describe
+
+        return str(describe(getattr(args, "db", None) or args.paths_.snapshot_db, exc))
+    if isinstance(exc, OSError):
+        from capsnap.fileops import describe_oserror
+
+        return f"{exc.filename + ': ' if exc.filename else ''}{describe_oserror(exc)}"
+    return f"internal error (please report it): {type(exc).__name__}: {exc}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """capsnap's entry point: one command, then every pinned root closed."""
+    from capsnap import confine
+
+    try:
+        return _main(argv)
+    finally:
+        confine.release()
 
 
 def run() -> None:

@@ -2,6 +2,7 @@
 
     strict = no                     # yes: hooks fail the package manager on errors
     roots = /usr /bin /sbin /lib* /opt /usr/local /srv   # what --full walks
+    wait = 5                        # seconds a hook waits for capsnap's lock/database
 
 A bad line is reported and skipped, never fatal: a typo in this file must
 not stop apt.
@@ -20,6 +21,9 @@ _BOOLEAN = {"yes": True, "true": True, "1": True, "no": False, "false": False, "
 class Config(NamedTuple):
     strict: bool = False
     roots: tuple[str, ...] = DEFAULT_ROOTS
+    # A hook that cannot have the database within this many seconds
+    # reapplies without a record: it never holds a package manager longer.
+    wait: float = 5.0
 
 
 def load(paths: SystemPaths) -> tuple[Config, list[str]]:
@@ -53,6 +57,16 @@ def load(paths: SystemPaths) -> tuple[Config, list[str]]:
                 problems.append(f"{where}: roots must be absolute paths, skipped")
             else:
                 config = config._replace(roots=roots)
+        elif key == "wait":
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = -1.0
+            if not 0 <= seconds <= 600:
+                problems.append(f"{where}: wait must be a number of seconds (0 to 600), "
+                                "skipped")
+            else:
+                config = config._replace(wait=seconds)
         else:
             problems.append(f"{where}: unknown setting {key!r}, skipped")
     return config, problems

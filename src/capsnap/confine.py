@@ -188,6 +188,14 @@ def pin(path: str) -> Root:
     return root
 
 
+def release() -> None:
+    """Close every pinned root: the end of one command (a test runs many in
+    one process, and a pinned root keeps its filesystem busy)."""
+    for root in _pinned.values():
+        os.close(root.fd)
+    _pinned.clear()
+
+
 def split_host_path(paths: SystemPaths, host_path: str) -> tuple[Root, str]:
     """The pinned root a path of capsnap's lives in, and the path inside it.
 

@@ -16,12 +16,13 @@ those recorded when the transaction began.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
 from collections.abc import Callable, Iterable
 
-from capsnap import config, confine, declarations, reapply, snapshot
+from capsnap import config, confine, declarations, fileops, reapply, snapshot
 from capsnap.errors import CapsnapError, InvalidInput
 from capsnap.paths import SystemPaths
 from capsnap.records import NamedTuple
@@ -43,6 +44,14 @@ class Context(NamedTuple):
     report: Callable[[str], None]
     problems: list[int]  # [count] of declarations that could not be read
     roots: tuple[str, ...]  # what a full snapshot walks (capsnap.conf, read once)
+    wait: float  # seconds to wait for capsnap's lock and the database
+    # What this run reapplied, once it has: a closing hook whose record
+    # fails afterwards reports it, never reapplies twice or not at all.
+    reapplied: list[list[reapply.Finding]]
+
+
+def _store(ctx: Context) -> Store:
+    return Store(ctx.db, paths=ctx.paths, wait=ctx.wait)
 
 
 def _versions(paths: SystemPaths) -> dict[str, str]:
@@ -74,6 +83,25 @@ def _ancestors() -> list[tuple[int, str, str]]:
         out.append((pid, stat[stat.find("(") + 1:stat.rfind(")")], fields[19]))
         pid = int(fields[1])
     return out
+
+
+def _process_start(pid: int) -> str | None:
+    """A process's start time (clock ticks since boot): with the pid, who it is."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[19] if len(fields) > 19 else None
+
+
+def _boot_id() -> str:
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
 
 
 def _front_end() -> str:
@@ -125,6 +153,7 @@ def _reapply(ctx: Context, packages: Iterable[str] | None,
         chosen = {item.path for item in items}
         items += [item for item in resolved if item.path in touched and item.path not in chosen]
     findings, log_error = reapply.reapply(items, ctx.paths, ctx.known_bits)
+    ctx.reapplied[:] = [findings]
     if log_error:
         ctx.report(log_error)
     # dpkg runs capsnap's trigger before its post-invoke hook: what the
@@ -135,18 +164,56 @@ def _reapply(ctx: Context, packages: Iterable[str] | None,
         tid = store.open_transaction()
         if tid is not None:
             store.record_actions(tid, actions)
-    elif record and actions and confine.exists(ctx.paths, ctx.db):
-        with Store(ctx.db, paths=ctx.paths) as opened:
-            tid = opened.open_transaction()
-            if tid is not None:
-                opened.record_actions(tid, actions)
+    elif record and actions:
+        try:
+            if confine.exists(ctx.paths, ctx.db):
+                with _store(ctx) as opened:
+                    tid = opened.open_transaction()
+                    if tid is not None:
+                        opened.record_actions(tid, actions)
+        except Exception as exc:  # recorded second: the reapply is done
+            ctx.report(f"not recorded: {_explain(ctx, exc)}")
     return findings
 
 
+def _last_findings(ctx: Context) -> list[reapply.Finding]:
+    return ctx.reapplied[0] if ctx.reapplied else []
+
+
+def _explain(ctx: Context, exc: BaseException) -> str:
+    """One line for a problem met on the way, told apart by what it is:
+    capsnap's own errors say it themselves, SQLite's are translated, and an
+    environmental fault names the file and the cause, never "internal error"."""
+    import sqlite3
+
+    from capsnap.store import describe
+
+    if isinstance(exc, CapsnapError):
+        return str(exc)
+    if isinstance(exc, sqlite3.Error):
+        return str(describe(ctx.db, exc))
+    if isinstance(exc, OSError):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{fileops.describe_oserror(exc)}"
+    return f"internal error (please report it): {type(exc).__name__}: {exc}"
+
+
 def _failures(findings: list[reapply.Finding], ctx: Context) -> int:
-    """Report, one line each, what is not in place (and fallbacks); count the former."""
+    """Report, one line each, what is not in place (and fallbacks); count the former.
+
+    A local declaration of a file whose package is not installed is dormant,
+    not missing: removing the package is no failure, even in strict mode.
+    """
     bad = 0
+    missing_owned = {f.declaration.owner for f in findings
+                     if f.status == reapply.MISSING and f.declaration is not None
+                     and f.declaration.owner}
+    installed = _versions(ctx.paths) if missing_owned else {}
     for f in findings:
+        owner = f.declaration.owner if f.declaration is not None else None
+        if f.status == reapply.MISSING and owner and owner not in installed \
+                and owner.split(":", 1)[0] not in installed:
+            continue
         if f.status == reapply.FALLBACK or f.status not in reapply.IN_PLACE:
             ctx.report(f"{f.path}: {f.status}: {f.detail}")
         if f.status not in reapply.IN_PLACE:
@@ -163,11 +230,43 @@ def _marker(ctx: Context) -> str:
     return os.path.join(ctx.paths.state_dir, "transaction-open")
 
 
+class Owner(NamedTuple):
+    """Who left a marker: the package manager, its process, and the boot."""
+
+    manager: str
+    pid: int
+    started: str
+    boot: str
+
+    def alive(self) -> bool:
+        """Still running, this boot: a marker of a killed run is stale."""
+        return self.boot == _boot_id() and _process_start(self.pid) == self.started
+
+    def is_ancestor(self) -> bool:
+        """The very process this hook runs under."""
+        return self.boot == _boot_id() and any(
+            pid == self.pid and started == self.started for pid, _, started in _ancestors())
+
+
+def _marker_owner(ctx: Context) -> Owner | None:
+    """The marker's owner; None when there is no marker or it names nobody
+    (an old or damaged one), which is never trusted."""
+    try:
+        text = confine.read_bytes(ctx.paths, _marker(ctx)).decode("ascii", "replace")
+    except (OSError, CapsnapError):
+        return None
+    fields = text.split()
+    if len(fields) != 4 or not fields[1].isdigit():
+        return None
+    return Owner(fields[0], int(fields[1]), fields[2], fields[3])
+
+
 def _mark_open(ctx: Context, manager: str) -> None:
-    """Leave the marker, naming the manager and the process that runs it."""
+    """Leave the marker, naming the manager, the process that runs it and the boot."""
+    front_end = _front_end() or f"{os.getppid()} {_process_start(os.getppid())}"
     try:
         confine.write_atomically(ctx.paths, _marker(ctx),
-                                 f"{manager} {_front_end()}\n".encode("ascii"))
+                                 f"{manager} {front_end} {_boot_id()}\n".encode("ascii"))
     except CapsnapError as exc:
         ctx.report(str(exc))
     except OSError as exc:
@@ -177,17 +276,13 @@ def _mark_open(ctx: Context, manager: str) -> None:
 def _inside_apts_transaction(ctx: Context) -> bool:
     """Whether apt's hooks hold a transaction open and this process runs under
     the very front end that opened it (not a stale marker of a killed one)."""
-    try:
-        text = confine.read_bytes(ctx.paths, _marker(ctx)).decode("ascii", "replace")
-    except OSError:
-        return False
-    manager, _, front_end = text.strip().partition(" ")
-    return manager == "apt" and front_end in {f"{pid} {started}"
-                                              for pid, _, started in _ancestors()}
+    owner = _marker_owner(ctx)
+    return owner is not None and owner.manager == "apt" and owner.is_ancestor()
 
 
 def begin(ctx: Context, manager: str, scope: Scope = TRACKED) -> int:
-    with Store(ctx.db, paths=ctx.paths) as store:
+    _reset_reported(ctx)
+    with _store(ctx) as store:
         tid = store.begin_transaction(manager, [])
         store.set_baseline(tid, _versions(ctx.paths))
         _snapshot(ctx, store, scope, tid, "before")
@@ -204,11 +299,8 @@ def _touched(ctx: Context, before: Iterable[Row]) -> set[str]:
     touched = set()
     for row in before:
         path = os.fsdecode(row.path)
-        try:
-            inode: int | None = confine.lstat(ctx.paths, ctx.paths.inside(path)).st_ino
-        except OSError:
-            inode = None
-        if inode != row.inode or (row.present and inode is None):
+        now = snapshot.probe(path, ctx.paths, ctx.known_bits)
+        if not snapshot.same_file(row, now):
             touched.add(path)
     return touched
 
@@ -254,29 +346,54 @@ def _close(ctx: Context, record: Callable[[Store], list[reapply.Finding]],
     """
     try:
         try:
-            with Store(ctx.db, paths=ctx.paths) as store:
+            with _store(ctx) as store:
                 findings = record(store)
         except Exception as exc:  # the store's trouble must not stop the reapply
-            ctx.report(f"cannot record the transaction in {ctx.db}: {exc}; "
-                       "reapplying without a record")
+            ctx.report(f"not recorded: {_explain(ctx, exc)}; "
+                       + ("reapplied all the same" if ctx.reapplied
+                          else "reapplying without a record"))
             ctx.problems[0] += 1
-            findings = _reapply(ctx, None, catalogue=catalogue, record=False)
+            findings = _reapply(ctx, None, catalogue=catalogue, record=False) \
+                if not ctx.reapplied else _last_findings(ctx)
     finally:
-        for leftover in (_status_before(ctx), _marker(ctx)):
-            try:
-                confine.unlink(ctx.paths, leftover)
-            except OSError as exc:
-                ctx.report(f"{leftover}: {exc.strerror}")
+        _clear_markers(ctx)
     return _failures(findings, ctx)
 
 
+def _clear_markers(ctx: Context) -> None:
+    """Remove the marker, dpkg's status link and the transaction's reported
+    problems; nothing to say about one that is not there."""
+    for leftover in (_status_before(ctx), _marker(ctx), _reported_file(ctx)):
+        try:
+            confine.unlink(ctx.paths, leftover)
+        except FileNotFoundError:
+            pass
+        except (OSError, CapsnapError) as exc:
+            if exists_quietly(ctx, leftover):
+                ctx.report(f"{leftover}: cannot remove: {_explain(ctx, exc)}")
+
+
+def exists_quietly(ctx: Context, path: str) -> bool:
+    try:
+        return confine.exists(ctx.paths, path)
+    except CapsnapError:
+        return False
+
+
 def _open_transaction(ctx: Context, manager: str) -> int | None:
-    if not confine.exists(ctx.paths, ctx.db):
-        return None
-    with Store(ctx.db, paths=ctx.paths) as store:
-        tid = store.open_transaction()
-        if tid is not None and store.transaction_manager(tid) == manager:
-            return tid
+    """The manager's open transaction; None when there is none or the store
+    cannot say (a closing hook then reapplies without a record)."""
+    try:
+        if not confine.exists(ctx.paths, ctx.db):
+            return None
+        with _store(ctx) as store:
+            tid = store.open_transaction()
+            if tid is not None and store.transaction_manager(tid) == manager:
+                return tid
+    except Exception as exc:  # the store's trouble must not stop the reapply
+        ctx.report(f"not recorded: {_explain(ctx, exc)}; reapplying without a record")
+        ctx.problems[0] += 1
+        _clear_markers(ctx)
     return None
 
 
@@ -314,7 +431,7 @@ def apt_pre_install_pkgs(ctx: Context) -> int:
                            "on stdin (DPkg::Tools::Options::...::Version \"3\")")
     packages = parse_apt_packages(lines)
     tid = _open_transaction(ctx, "apt")
-    with Store(ctx.db, paths=ctx.paths) as store:
+    with _store(ctx) as store:
         if tid is None:
             tid = store.begin_transaction("apt", [])
             store.set_baseline(tid, _versions(ctx.paths))
@@ -329,9 +446,15 @@ def apt_pre_install_pkgs(ctx: Context) -> int:
 def apt_post_invoke(ctx: Context) -> int:
     tid = _open_transaction(ctx, "apt")
     if tid is None:
-        return _failures(_reapply(ctx, None), ctx)
-    with Store(ctx.db, paths=ctx.paths) as store:
-        announced = [p for p, _, _ in store.transaction_info(tid).packages]
+        return _failures(_reapply(ctx, None, record=False), ctx)
+    try:
+        with _store(ctx) as store:
+            announced = [p for p, _, _ in store.transaction_info(tid).packages]
+    except Exception as exc:  # the store's trouble must not stop the reapply
+        ctx.report(f"not recorded: {_explain(ctx, exc)}; reapplying without a record")
+        ctx.problems[0] += 1
+        _clear_markers(ctx)
+        return _failures(_reapply(ctx, None, record=False), ctx)
     return finish(ctx, tid, announced)
 
 
@@ -387,16 +510,21 @@ def dpkg_finish(ctx: Context) -> int:
     """Record dpkg's run as a transaction: what changed since its pre-invoke
     hook linked the status file, the tracked paths before and after, and
     what was reapplied in between."""
-    try:
-        started_ns = confine.lstat(ctx.paths, _marker(ctx)).st_mtime_ns
-    except OSError:
-        started_ns = time.time_ns()  # no pre-invoke ran: every tracked path is suspect
     from capsnap.declarations import dpkg
 
+    owner = _marker_owner(ctx)
     try:
+        # Only this very dpkg's marker and link say when and from what it
+        # began: one a killed run left behind is stale, never trusted.
+        if owner is None or owner.manager != "dpkg" or not owner.is_ancestor():
+            raise FileNotFoundError
+        started_ns = confine.lstat(ctx.paths, _marker(ctx)).st_mtime_ns
         before, after = dpkg.changed_versions(ctx.paths, _status_before(ctx))
         everything = False
-    except OSError:  # what changed is unknown: reapply every declaration
+    except (OSError, CapsnapError):
+        # No pre-invoke of this run: what changed is unknown, every tracked
+        # path is suspect and every declaration is reapplied.
+        started_ns = time.time_ns()
         before, after, everything = {}, {}, True
     changed = _changed(before, after)
     catalogue = _catalogue(ctx)
@@ -415,7 +543,8 @@ def dpkg_finish(ctx: Context) -> int:
 
 
 def dpkg_triggered(ctx: Context) -> int:
-    if confine.exists(ctx.paths, _marker(ctx)):
+    owner = _marker_owner(ctx)
+    if owner is not None and owner.alive():
         return 0  # the open transaction's post-invoke hook reapplies
     return _failures(_reapply(ctx, None), ctx)
 
@@ -436,7 +565,7 @@ def _post(ctx: Context, manager: str) -> int:
     """Close the manager's open transaction; without one, just reapply."""
     tid = _open_transaction(ctx, manager)
     if tid is None:
-        return _failures(_reapply(ctx, None), ctx)
+        return _failures(_reapply(ctx, None, record=False), ctx)
     return finish(ctx, tid)
 
 
@@ -466,9 +595,65 @@ HOOKS: dict[str, Callable[[Context], int]] = {
 }
 
 
+# Hooks whose job includes putting capabilities back: whatever goes wrong,
+# they end by reapplying (without a record if need be).
+_CLOSING = {"apt-post-invoke", "dpkg-post-invoke", "dpkg-triggered", "rpm-post",
+            "dnf-post-transaction"}
+# A flood (a field of 25,000 malformed entries) is cut after this many lines.
+_SHOWN_ON_STDERR = 10
+_KEPT_IN_LOG = 200
+
+
+def _reported_file(ctx: Context) -> str:
+    """Problems already shown in the open transaction: apt runs several hooks
+    and dpkg several times, and each must not repeat them all."""
+    return os.path.join(ctx.paths.state_dir, "transaction-reported")
+
+
+def _reset_reported(ctx: Context) -> None:
+    with contextlib.suppress(OSError, CapsnapError):
+        confine.unlink(ctx.paths, _reported_file(ctx))
+
+
+def _first_time(ctx: Context, messages: list[str], owner: Owner | None) -> list[str]:
+    """The messages not yet shown in the transaction `owner` holds open."""
+    if owner is None or not messages:
+        return messages
+    import zlib
+
+    key = " ".join(str(field) for field in owner)
+    try:
+        lines = confine.read_bytes(ctx.paths, _reported_file(ctx)).decode(
+            "ascii", "replace").splitlines()
+    except (OSError, CapsnapError):
+        lines = []
+    seen = set(lines[1:]) if lines and lines[0] == key else set()
+    digests = [f"{zlib.crc32(m.encode('utf-8', 'surrogateescape')):08x}" for m in messages]
+    fresh = [m for m, d in zip(messages, digests, strict=True) if d not in seen]
+    if fresh and _marker_owner(ctx) == owner:  # the transaction is still open
+        with contextlib.suppress(OSError, CapsnapError):
+            confine.write_atomically(ctx.paths, _reported_file(ctx), "\n".join(
+                [key, *sorted(seen | set(digests))]).encode("ascii") + b"\n")
+    return fresh
+
+
+def _cut(messages: list[str], limit: int, where: str) -> list[str]:
+    if len(messages) <= limit:
+        return messages
+    return [*messages[:limit], f"... and {len(messages) - limit} more problems{where}"]
+
+
 def run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
         stdin: TextIO = sys.stdin) -> int:
     """Run one hook; the exit code for the package manager (0 unless strict)."""
+    try:
+        return _run(name, paths, db, known_bits, stdin)
+    finally:
+        confine.release()
+
+
+def _run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
+         stdin: TextIO) -> int:
     os.umask(0o022)  # apt's hooks inherit their caller's umask
     settings, problems = config.load(paths)
     messages: list[str] = list(problems)
@@ -477,21 +662,28 @@ def run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
         messages.append(message)
 
     ctx = Context(paths, db or paths.snapshot_db, known_bits,
-                  stdin, report, [0], settings.roots)
+                  stdin, report, [0], settings.roots, settings.wait, [])
     failures = 0
+    owner = _marker_owner(ctx)
     try:
         if name not in HOOKS:
             raise InvalidInput(f"unknown hook {name!r} (known: {', '.join(HOOKS)})")
         failures = HOOKS[name](ctx) + ctx.problems[0]
-    except CapsnapError as exc:
-        report(str(exc))
-        failures += 1
     except Exception as exc:  # a hook must not take the package manager down
-        report(f"internal error: {type(exc).__name__}: {exc}")
+        report(_explain(ctx, exc))
         failures += 1
-    for message in messages:
+        if name in _CLOSING and not ctx.reapplied:
+            # Reapply first, record second: whatever failed, put back what
+            # can be put back.
+            try:
+                failures += _failures(_reapply(ctx, None, record=False), ctx)
+            except Exception as again:
+                report(f"cannot reapply: {_explain(ctx, again)}")
+    shown = _first_time(ctx, messages, _marker_owner(ctx) or owner)
+    log_name = os.path.basename(paths.log_file)
+    for message in _cut(shown, _SHOWN_ON_STDERR, f" (see {paths.log_file})"):
         sys.stderr.write(f"capsnap: hook {name}: {message}\n")
-    _log(paths, name, messages)
+    _log(paths, name, _cut(shown, _KEPT_IN_LOG, f" (not kept in {log_name})"))
     if failures and settings.strict:
         sys.stderr.write(f"capsnap: hook {name}: failing the package manager "
                          "(strict = yes in /etc/capsnap/capsnap.conf)\n")

@@ -101,10 +101,25 @@ def probe(path: str, paths: SystemPaths, known_bits: int) -> Row:
             if target.link_target is not None or not stat.S_ISREG(target.st.st_mode):
                 return _row(encoded, None, True, known_bits)  # no inode: not a file
             raw = fileops.read_raw(target)
-            btime = fileops.birth_time_ns(fd=target.fd) if raw is not None else None
-            return _row(encoded, raw, True, known_bits, target.st, btime_ns=btime)
+            return _row(encoded, raw, True, known_bits, target.st,
+                        btime_ns=fileops.birth_time_ns(fd=target.fd))
     except OperationFailed:
         return _row(encoded, None, False, known_bits)
+
+
+def same_file(before: Row, now: Row) -> bool:
+    """Whether two rows of one path saw the same file (not merely the same
+    inode number: a filesystem reuses a freed one, and dpkg's new file often
+    gets the number of the old one it replaced)."""
+    if before.present != now.present:
+        return False
+    if not before.present:
+        return True
+    if before.inode != now.inode:
+        return False
+    if before.btime_ns is not None and now.btime_ns is not None:
+        return before.btime_ns == now.btime_ns
+    return (before.size, before.mtime_ns) == (now.size, now.mtime_ns)
 
 
 def _package_files(paths: SystemPaths, package: str) -> tuple[list[str], tuple[str, str]]:

@@ -33,6 +33,48 @@ class StoreError(OperationFailed):
     """The database cannot be used as it is; the message says what to do."""
 
 
+class StoreBusy(StoreError):
+    """Another process holds the database or capsnap's lock beside it."""
+
+
+class StoreDamaged(StoreError):
+    """The file is damaged or not capsnap's: it is never written."""
+
+
+# How long a Store waits for capsnap's lock and for SQLite's, by default.
+# Hooks pass their own, shorter, bound (`wait` in capsnap.conf): a stopped
+# `capsnap snapshot` must never keep dpkg waiting.
+DEFAULT_WAIT = 30.0
+
+
+def describe(path: str, exc: BaseException) -> StoreError:
+    """What an SQLite error means for the administrator, told apart: only a
+    damaged file is worth moving aside (and that throws its history away)."""
+    text = str(exc)
+    lowered = text.lower()
+    if "locked" in lowered or "busy" in lowered:
+        return StoreBusy(f"{path}: in use by another process ({text}); nothing is lost: "
+                         "try again once it is done")
+    if "full" in lowered or "disk i/o" in lowered:
+        return StoreError(f"{path}: the filesystem holding it is full or failing ({text}); "
+                          "free space there: the database itself is kept")
+    if "readonly" in lowered or "read-only" in lowered:
+        return StoreError(f"{path}: cannot be written ({text}): a read-only filesystem or "
+                          "missing permissions")
+    if "unable to open" in lowered:
+        return StoreError(f"{path}: cannot be opened ({text}): check its directory")
+    operational = isinstance(exc, sqlite3.OperationalError)
+    if (isinstance(exc, sqlite3.DatabaseError) and not operational) \
+            or "malformed" in lowered or "no such" in lowered or "not a database" in lowered:
+        return StoreDamaged(f"{path}: damaged ({text}); capsnap leaves it alone: move it "
+                            "aside to start a new one (its history goes with it)")
+    return StoreError(f"{path}: {text}")
+
+
+# Databases found sound by this process: the check runs before the first write.
+_sound: set[tuple[int, int]] = set()
+
+
 class Row(NamedTuple):
     """What one snapshot knows of one path."""
 
@@ -145,11 +187,13 @@ def _now() -> str:
 class Store:
     """An open snapshot store.  Use as a context manager."""
 
-    def __init__(self, path: str, create: bool = True, paths: SystemPaths | None = None) -> None:
+    def __init__(self, path: str, create: bool = True, paths: SystemPaths | None = None,
+                 wait: float = DEFAULT_WAIT) -> None:
         from capsnap import confine
         from capsnap.paths import SystemPaths
 
         self.path = path
+        self.wait = wait
         self._lock_fd: int | None = None
         self._dir_fd: int | None = None
         # Under a root, the database is one of capsnap's files there, and
@@ -163,17 +207,19 @@ class Store:
             self._dir_fd = confine.database_directory(
                 paths, path, private=path == paths.snapshot_db, create=True)
             self.db = sqlite3.connect(f"/proc/self/fd/{self._dir_fd}/{os.path.basename(path)}",
-                                      isolation_level=None, timeout=30)
-        except (OSError, sqlite3.Error, CapsnapError) as exc:
+                                      isolation_level=None, timeout=wait)
+        except sqlite3.Error as exc:
+            self._close_directory()
+            raise describe(path, exc) from None
+        except (OSError, CapsnapError) as exc:
             self._close_directory()
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise StoreError(f"{path}: cannot open the snapshot database: {detail}") from None
         try:
             self._prepare()
-        except sqlite3.DatabaseError as exc:
+        except sqlite3.Error as exc:
             self.close()
-            raise StoreError(f"{path}: not a usable SQLite database ({exc}); capsnap leaves "
-                             "it alone: move it aside to start a new one") from None
+            raise describe(path, exc) from None
         except CapsnapError:
             self.close()
             raise
@@ -231,15 +277,62 @@ class Store:
     # --- locking and transactions ------------------------------------------
 
     def lock(self) -> None:
+        """capsnap's lock, waited for `self.wait` seconds at most, never longer:
+        a holder that is stopped or hung must not stall a package manager."""
         if self._lock_fd is not None:
             return
         from capsnap import confine
 
         assert self._dir_fd is not None
-        fd = confine.open_lock(self._dir_fd, os.path.basename(self.path) + ".lock",
-                               self.path + ".lock")
-        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            fd = confine.open_lock(self._dir_fd, os.path.basename(self.path) + ".lock",
+                                   self.path + ".lock")
+        except OSError as exc:
+            raise StoreError(f"{self.path}.lock: cannot open capsnap's lock: "
+                             f"{exc.strerror or exc}") from None
+        deadline = time.monotonic() + self.wait
+        pause = 0.01
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise StoreBusy(f"{self.path}: another capsnap run holds its lock (waited "
+                                    f"{self.wait:g} s); nothing is lost: try again once it is "
+                                    "done") from None
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
         self._lock_fd = fd
+        try:
+            self._check_sound()
+        except BaseException:
+            self.unlock()
+            raise
+
+    def _check_sound(self) -> None:
+        """Before this process first writes: a damaged database is never written."""
+        try:
+            key = os.stat(os.path.basename(self.path), dir_fd=self._dir_fd)
+        except OSError:
+            return
+        identity = (key.st_dev, key.st_ino)
+        if identity in _sound:
+            return
+        try:
+            tables = {r[0] for r in self.db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table'")}
+            verdict = [r[0] for r in self.db.execute("PRAGMA quick_check")]
+        except sqlite3.Error as exc:
+            raise describe(self.path, exc) from None
+        missing = {"snapshots", "entries", "transactions", "capsnap_meta"} - tables
+        if verdict != ["ok"] or (missing and "snapshots" in tables):
+            why = f"missing tables {', '.join(sorted(missing))}" if verdict == ["ok"] \
+                else "; ".join(verdict[:3])
+            raise StoreDamaged(f"{self.path}: damaged ({why}); capsnap leaves it alone: "
+                               "move it aside to start a new one (its history goes with it)")
+        _sound.add(identity)
 
     def unlock(self) -> None:
         if self._lock_fd is not None:
@@ -260,6 +353,9 @@ class Store:
         """Store a snapshot and its rows in one transaction; its id."""
         if label is not None:
             _check_label(label)
+        # The walk happens here, before the lock: holding it through a
+        # filesystem walk would keep every hook waiting.
+        rows = list(rows)
         with self.locked(), self.transaction():
             if label is not None and self.db.execute(
                     "SELECT 1 FROM snapshots WHERE label=?", (label,)).fetchone():

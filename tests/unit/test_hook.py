@@ -66,7 +66,7 @@ def test_internal_errors_never_escape(tmp_path: Path, monkeypatch: pytest.Monkey
 
     monkeypatch.setitem(hook.HOOKS, "dpkg-triggered", explode)
     assert _run(tmp_path, "dpkg-triggered") == 0
-    assert "internal error: RuntimeError: boom" in capsys.readouterr().err
+    assert "internal error (please report it): RuntimeError: boom" in capsys.readouterr().err
 
 
 def test_changed_packages() -> None:

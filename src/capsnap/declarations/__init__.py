@@ -163,7 +163,15 @@ def load(paths: SystemPaths, known_bits: int, sources: Iterable[str] = SOURCES,
             from capsnap.declarations import rpm as reader  # type: ignore[no-redef]
         else:
             from capsnap.declarations import local as reader  # type: ignore[no-redef]
-        decls, problems, notes = reader.read(paths, known_bits)
+        try:
+            decls, problems, notes = reader.read(paths, known_bits)
+        except Exception as exc:  # one source's trouble must not stop the others
+            from capsnap.errors import CapsnapError
+
+            why = str(exc) if isinstance(exc, CapsnapError) else \
+                getattr(exc, "strerror", None) or f"{type(exc).__name__}: {exc}"
+            decls, problems, notes = [], [Problem(source, f"{source} declarations",
+                                                  f"cannot be read: {why}")], []
         catalogue.declarations.extend(decls)
         catalogue.problems.extend(problems)
         catalogue.notes.extend(notes)

@@ -161,13 +161,37 @@ def packages_with_field(paths: SystemPaths) -> tuple[list[PackageField], list[Pr
         return [], [Problem("dpkg", paths.dpkg_status,
                             f"cannot read the dpkg status database: {exc.strerror}")]
     digests = [_digest(p) for p in selected]
-    unseen = [p for p, d in zip(selected, digests, strict=True) if d not in known]
-    for paragraph, fields in zip(unseen, _parse_paragraphs(unseen) if unseen else [],
-                                 strict=True):
-        known[_digest(paragraph)] = fields
-    cache.save(paths, "dpkg-declarations",
-               {"key": key, "selected": digests, "paragraphs": {d: known[d] for d in digests}})
-    return [known[d] for d in digests], []
+    problems: list[Problem] = []
+    unreadable: set[str] = set()
+    for paragraph, digest in zip(selected, digests, strict=True):
+        if digest in known or digest in unreadable:
+            continue
+        # One package's bad paragraph must cost only its own declarations.
+        why = _unparsable(paragraph)
+        if why is None:
+            try:
+                (known[digest],) = _parse_paragraphs([paragraph])
+                continue
+            except Exception as exc:  # python-debian's own errors are not one family
+                why = f"python-debian cannot parse it ({type(exc).__name__})"
+        unreadable.add(digest)
+        problems.append(Problem("dpkg", f"package {_field(paragraph, 'Package') or '?'}",
+                                f"its {FIELD} field is skipped: {why}"))
+    readable = [d for d in digests if d not in unreadable]
+    if not unreadable:
+        cache.save(paths, "dpkg-declarations",
+                   {"key": key, "selected": digests, "paragraphs": {d: known[d] for d in digests}})
+    return [known[d] for d in readable], problems
+
+
+def _unparsable(paragraph: str) -> str | None:
+    """Why a paragraph cannot be read as dpkg writes control data, if it cannot."""
+    try:
+        paragraph.encode("utf-8")
+    except UnicodeEncodeError:
+        return ("it is not UTF-8 text (write a byte of a path that is not UTF-8 as a "
+                "\\ooo octal escape)")
+    return None
 
 
 def diversions(paths: SystemPaths) -> dict[str, tuple[str, str]]:
