@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from capsnap import config, confine, declarations, reapply, snapshot
+from capsnap.display import escape
 from capsnap.errors import CapsnapError, InvalidInput
 from capsnap.paths import SystemPaths
 from capsnap.records import NamedTuple
@@ -489,6 +490,9 @@ def run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
     except Exception as exc:  # a hook must not take the package manager down
         report(f"internal error: {type(exc).__name__}: {exc}")
         failures += 1
+    # Paths, symlink targets and package fields are anyone's text: escaped,
+    # they cannot forge a log line or drive apt's terminal.
+    messages = [escape(m) for m in messages]
     for message in messages:
         sys.stderr.write(f"capsnap: hook {name}: {message}\n")
     _log(paths, name, messages)
