@@ -276,3 +276,15 @@ def test_any_file_name_is_declared_listed_checked_and_generated(tmp_path: Path, 
     assert capsnap(*r, "undeclare", path).status == 0
     assert capsnap(*r, "list").out == ""
     assert escape_path(path) not in local_file(root).read_text(encoding="utf-8")
+
+
+def test_declare_refuses_a_path_with_a_control_character(root: Path) -> None:
+    refused = capsnap("--root", str(root), "declare", f"/srv/x{TERMINAL}", "cap_net_raw=ep")
+    assert refused.status == 2
+    assert refused.err == ("capsnap: /srv/x\\033[2J\\033[H\\033[32mNo capability "
+                           "changes\\033[0m: the path holds a control character (C0, DEL "
+                           "or C1); capsnap refuses such paths\n")
+    assert not local_file(root).exists()
+    missing = capsnap("--root", str(root), "undeclare", "/srv/a b\\c")
+    assert missing.err == ("capsnap: /srv/a b\\134c has no local declaration (see 'capsnap "
+                           "list --source local')\n")

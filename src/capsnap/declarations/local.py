@@ -153,6 +153,7 @@ def undeclare(paths: SystemPaths, path: str) -> list[str]:
             _write_atomically(paths, file, "\n".join(kept) + "\n")
             changed.append(file)
     if not changed:
+        # Said with the path as given: every message is escaped when printed.
         raise InvalidInput(f"{path} has no local declaration (see 'capsnap list "
-                           f"--source local'); escaped as {escape_path(path)}")
+                           "--source local')")
     return changed
