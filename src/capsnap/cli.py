@@ -12,6 +12,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from capsnap.display import escape
 from capsnap.errors import EXIT_DIFFERENT, EXIT_FAILED, EXIT_OK, EXIT_USAGE, CapsnapError
 
 TYPE_CHECKING = False
@@ -22,15 +23,20 @@ if TYPE_CHECKING:
 PROG = "capsnap"
 
 
+def _write(stream: Any, text: str) -> None:
+    # What is not UTF-8 here is a file's own bytes (generated scripts name paths).
+    stream.buffer.write(text.encode("utf-8", "surrogateescape"))
+
+
 def _out(line: str) -> None:
-    # Paths are arbitrary bytes on Linux: write them back as they came.
-    sys.stdout.buffer.write(os.fsencode(line) + b"\n")
+    # File names are any bytes: escaped, they can neither move the cursor,
+    # forge a line nor be mistaken for another name.
+    _write(sys.stdout, escape(line) + "\n")
 
 
 def _err(message: str) -> None:
-    # One line, whatever a path holds.
-    message = message.replace("\n", "\\n").replace("\r", "\\r")
-    sys.stderr.buffer.write(os.fsencode(f"{PROG}: {message}") + b"\n")
+    # One line, whatever a path or a symlink's target holds.
+    _write(sys.stderr, escape(f"{PROG}: {message}") + "\n")
     sys.stderr.flush()
 
 
@@ -104,9 +110,11 @@ def cmd_get(args: argparse.Namespace) -> int:
         elif reading.caps is not None:
             line = f"{reading.path} {reading.text(known)}"
             rootid = reading.caps.rootid
-            # getcap -n prints a rootid other than 0 and (uid_t)-1,
-            # through printf's %d: uids above 2^31 come out negative.
-            if args.namespace and rootid not in (0, 0xFFFFFFFF):
+            # As getcap -n, a rootid other than 0 and (uid_t)-1, through
+            # printf's %d: uids above 2^31 come out negative.  Always, unlike
+            # getcap: capabilities a user gave in a namespace of their own
+            # must not pass for real ones.
+            if rootid not in (0, 0xFFFFFFFF):
                 signed = rootid - (1 << 32) if rootid >= 1 << 31 else rootid
                 line += f" [rootid={signed}]"
             _out(line)
@@ -207,13 +215,14 @@ def _table(rows: list[list[str]], headers: list[str],
     """A compact aligned table; the last column is never padded.  `colours`
     (ANSI codes, one per row) are used on a terminal only, and not with NO_COLOR."""
     use_colour = colours is not None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+    rows = [[escape(cell) for cell in row] for row in rows]
     widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers) - 1)]
     for n, row in enumerate([headers, *rows]):
         cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)] + [row[-1]]
         line = "  ".join(cells).rstrip()
         if use_colour and n > 0 and colours is not None:
             line = f"\x1b[{colours[n - 1]}m{line}\x1b[0m"
-        _out(line)
+        _write(sys.stdout, line + "\n")
 
 
 def _catalogue(args: argparse.Namespace, sources: Sequence[str] | None = None) -> Any:
@@ -370,8 +379,17 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     with _store(args) as store:
         snapshot_id = take_snapshot(args, store, _scope(args))
         snap = store.find(str(snapshot_id))
-    _out(f"snapshot {snap.id}: {snap.entries} files with capabilities ({snap.scope})")
+    _out(f"snapshot {snap.id}: {snap.entries} files with capabilities "
+         f"({_scope_shown(snap.scope)})")
     return EXIT_OK
+
+
+def _scope_shown(stored: str) -> str:
+    """A scope with its paths as they are: _out and _table escape them once."""
+    from capsnap.snapshot import Scope
+
+    scope = Scope.parse(stored)
+    return f"{scope.kind}:{','.join(scope.items)}" if scope.items else scope.kind
 
 
 def _snapshot_json(snap: Any) -> dict[str, object]:
@@ -386,7 +404,7 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([_snapshot_json(s) for s in snaps])
     elif snaps:
-        _table([[str(s.id), s.created, s.label or "-", s.scope,
+        _table([[str(s.id), s.created, s.label or "-", _scope_shown(s.scope),
                  f"{s.phase} #{s.transaction_id}" if s.transaction_id else "-",
                  str(s.entries)] for s in snaps],
                ["ID", "CREATED", "LABEL", "SCOPE", "TRANSACTION", "WITH CAPS"])
@@ -475,9 +493,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
         elif action:
             what += f", {action} by capsnap"
         rows.append([what, os.fsdecode(c.path),
-                     (c.before.text if c.before is not None and c.before.text else "none"),
-                     (c.after.text if c.after is not None and c.after.text else
-                      "none" if c.after is None or c.after.present else "(file removed)"),
+                     diff.caps_text(c.before) or "none",
+                     diff.caps_text(c.after) or
+                     ("none" if c.after is None or c.after.present else "(file removed)"),
                      diff.package_label(c.before, c.after)])
     if rows:
         _table(rows, ["CHANGE", "PATH", "BEFORE", "AFTER", "PACKAGE"],
@@ -512,10 +530,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
             if args.verbose:
                 _err(f"wrote {path}")
     elif len(produced) == 1:
-        sys.stdout.write(next(iter(produced.values())))
+        _write(sys.stdout, next(iter(produced.values())))
     else:
         for name, content in produced.items():
-            sys.stdout.write(f"==> {name} <==\n{content}\n")
+            _write(sys.stdout, f"==> {name} <==\n{content}\n")
     return EXIT_OK
 
 
@@ -570,7 +588,8 @@ def _args_get(p: argparse.ArgumentParser) -> None:
     p.add_argument("-r", "--recursive", action="store_true",
                    help="walk directories (symlinks are not followed)")
     p.add_argument("-n", "--namespace", action="store_true",
-                   help="show the rootid of namespaced capabilities, as getcap -n")
+                   help="accepted as getcap -n takes it: the rootid of namespaced "
+                        "capabilities is always shown")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.add_argument("paths", nargs="+", metavar="PATH")
 

@@ -122,3 +122,13 @@ def package_label(before: Row | None, after: Row | None) -> str:
         name, version = a or b  # type: ignore[misc]
         return f"{name} {version}"
     return "-"
+
+
+def caps_text(row: Row | None) -> str | None:
+    """A side's capability text; namespaced ones (revision 3, rootid not 0)
+    with `[rootid=N]`, as getcap -n shows them: they are no real capabilities."""
+    if row is None or not row.text:
+        return None
+    if row.rootid:
+        return f"{row.text} [rootid={row.rootid}]"
+    return row.text

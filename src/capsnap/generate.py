@@ -27,9 +27,8 @@ def read_declarations(path: str) -> list[Entry]:
     # Declarations describe the installed system, whatever kernel builds them.
     entries, bad = parse_lines(lines, len(captext.CAP_NAMES))
     if bad:
-        number, _, reason = bad[0]
         more = f" (and {len(bad) - 1} more bad lines)" if len(bad) > 1 else ""
-        raise InvalidInput(f"{path}:{number}: {reason}{more}")
+        raise InvalidInput(f"{path}:{bad[0].number}: {bad[0].detail}{more}")
     seen: dict[str, int] = {}
     for entry in entries:
         if entry.path in seen:
@@ -104,7 +103,8 @@ def write(directory: str, produced: dict[str, str], package: str) -> list[str]:
         for name, content in produced.items():
             target = os.path.join(directory, name if name == "macros.capsnap"
                                   else f"{package}.{name}")
-            with open(target, "w", encoding="utf-8") as f:
+            # A path that is not UTF-8 goes into scripts and spec files as its bytes.
+            with open(target, "w", encoding="utf-8", errors="surrogateescape") as f:
                 f.write(content)
             written.append(target)
     except OSError as exc:

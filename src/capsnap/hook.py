@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from capsnap import config, confine, declarations, fileops, reapply, snapshot
+from capsnap.display import escape
 from capsnap.errors import CapsnapError, InvalidInput
 from capsnap.paths import SystemPaths
 from capsnap.records import NamedTuple
@@ -679,7 +680,9 @@ def _run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
                 failures += _failures(_reapply(ctx, None, record=False), ctx)
             except Exception as again:
                 report(f"cannot reapply: {_explain(ctx, again)}")
-    shown = _first_time(ctx, messages, _marker_owner(ctx) or owner)
+    # Paths, symlink targets and package fields are anyone's text: escaped,
+    # they cannot forge a log line or drive apt's terminal.
+    shown = [escape(m) for m in _first_time(ctx, messages, _marker_owner(ctx) or owner)]
     log_name = os.path.basename(paths.log_file)
     for message in _cut(shown, _SHOWN_ON_STDERR, f" (see {paths.log_file})"):
         sys.stderr.write(f"capsnap: hook {name}: {message}\n")

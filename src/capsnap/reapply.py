@@ -281,7 +281,7 @@ def log_actions(paths: SystemPaths, findings: Iterable[Finding]) -> str | None:
         if f.detail:
             fields["reason"] = f.detail
         lines.append(f"{stamp} reapply " + " ".join(
-            f"{key}={json_string(value)}" for key, value in fields.items()))
+            f"{key}={json_string(value, printable_only=True)}" for key, value in fields.items()))
     return append_log(paths, lines)
 
 
@@ -289,13 +289,16 @@ _JSON_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"
                  "\b": "\\b", "\f": "\\f"}
 
 
-def json_string(text: str, ascii_only: bool = False) -> str:
+def json_string(text: str, ascii_only: bool = False, printable_only: bool = False) -> str:
     """`text` as a JSON string, as json.dumps(text, ensure_ascii=ascii_only)
     writes it: json's import (which brings re) would cost a hook more than
-    its log."""
+    its log.  `printable_only` also escapes what is not printable (DEL, C1,
+    bytes that are not UTF-8, line separators, bidirectional controls): a
+    log line is read on a terminal."""
     limit = "~" if ascii_only else "\U0010ffff"
-    return '"' + "".join(_JSON_ESCAPES.get(c) or (_json_escape(c) if c < " " or c > limit
-                                                  else c) for c in text) + '"'
+    return '"' + "".join(_JSON_ESCAPES.get(c) or (
+        _json_escape(c) if c < " " or c > limit or (printable_only and not c.isprintable())
+        else c) for c in text) + '"'
 
 
 def _json_escape(c: str) -> str:

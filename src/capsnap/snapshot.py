@@ -14,7 +14,7 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 
-from capsnap import captext, fileops, scan, xattr
+from capsnap import captext, display, fileops, scan, xattr
 from capsnap.declarations import Catalogue
 from capsnap.errors import AttrFormatError, InvalidInput, OperationFailed
 from capsnap.paths import SystemPaths
@@ -29,8 +29,9 @@ class Scope(NamedTuple):
     def describe(self) -> str:
         """`kind:item,item` as stored (SQLite TEXT) and shown; parse() reverses it.
 
-        A comma or backslash in a path is written \\054 or \\134, a byte
-        that is not UTF-8 \\xNN, so every path comes back as it was.
+        A comma in a path is written \\054, and the rest as `display.escape`
+        writes it (a backslash \\134, a byte that is not UTF-8 \\377), so
+        every path comes back as it was and the text is valid UTF-8.
         """
         return self.kind if not self.items else \
             f"{self.kind}:{','.join(_escape_item(i) for i in self.items)}"
@@ -42,36 +43,21 @@ class Scope(NamedTuple):
 
 
 _HEX = frozenset("0123456789abcdef")
-_OCTAL = frozenset("01234567")
 
 
 def _escape_item(item: str) -> str:
-    out = []
-    for c in item:
-        if c in "\\,":
-            out.append(f"\\{ord(c):03o}")
-        elif "\udc80" <= c <= "\udcff":  # surrogateescape: a byte that is not UTF-8
-            out.append(f"\\x{ord(c) - 0xDC00:02x}")
-        else:
-            out.append(c)
-    return "".join(out)
+    return display.escape(item, ",")
 
 
 def _unescape_item(text: str) -> str:
-    out = []
-    i = 0
-    while i < len(text):
-        code = text[i + 1:i + 4] if text[i] == "\\" else ""
-        if len(code) == 3 and code[0] == "x" and set(code[1:]) <= _HEX and code[1] in "89abcdef":
-            out.append(chr(0xDC00 + int(code[1:], 16)))
-            i += 4
-        elif len(code) == 3 and set(code) <= _OCTAL:
-            out.append(chr(int(code, 8)))
-            i += 4
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
+    if "\\x" in text:
+        # Written before scopes took the byte escapes of declarations: a byte
+        # that is not UTF-8 as \xNN (a backslash was \134, so \x is never text).
+        parts = text.split("\\x")
+        text = parts[0] + "".join(
+            f"\\{int(p[:2], 16):03o}{p[2:]}" if len(p) >= 2 and set(p[:2]) <= _HEX
+            else "\\x" + p for p in parts[1:])
+    return display.unescape(text)
 
 
 def _text(raw: bytes | None, known_bits: int) -> tuple[str | None, int | None]:

@@ -434,12 +434,17 @@ class Store:
             yield _row_of(r[:11]), _row_of(r[11:])
 
     def latest_with_caps(self) -> list[bytes]:
-        """Paths with capabilities in the newest snapshot: tracked by the next one."""
+        """Paths with capabilities in the newest snapshot: tracked by the next one.
+
+        Not those namespaced for a user (revision 3, rootid not 0): any user
+        can make them by the thousand, and every hook would probe them.
+        """
         row = self.db.execute("SELECT max(id) FROM snapshots").fetchone()
         if row is None or row[0] is None:
             return []
         return [bytes(r[0]) for r in self.db.execute(
-            "SELECT path FROM entries WHERE snapshot_id=? AND raw IS NOT NULL", (row[0],))]
+            "SELECT path FROM entries WHERE snapshot_id=? AND raw IS NOT NULL "
+            "AND (rootid IS NULL OR rootid = 0)", (row[0],))]
 
     def newest_rows(self, wanted: Iterable[bytes]) -> dict[bytes, Row]:
         """What the newest snapshot knows of each wanted path (the paths a

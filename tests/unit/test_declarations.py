@@ -54,7 +54,8 @@ def test_a_bad_line_never_hides_the_good_ones() -> None:
     entries, bad = parse_lines(["# comment", "", "/a cap_net_raw=ep", "/b cap_nope=ep",
                                 "/c cap_net_bind_service=ep"])
     assert [e.path for e in entries] == ["/a", "/c"]
-    assert [(n, text) for n, text, _ in bad] == [(4, "/b cap_nope=ep")]
+    assert [(b.number, b.reason) for b in bad] == [(4, "invalid capability text (clause 1)")]
+    assert "cap_nope" in bad[0].detail
 
 
 def _decl(path: str, caps: CapSet, source: str, package: str | None = None) -> Declaration:

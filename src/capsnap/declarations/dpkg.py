@@ -239,9 +239,9 @@ def read(paths: SystemPaths, known_bits: int) \
             name = f"{name}:{pkg['architecture']}"
         lines = [ln for ln in pkg["field"].splitlines() if ln.strip() not in ("", ".")]
         entries, bad = parse_lines(lines, known_bits)
-        for _, text, reason in bad:
+        for line in bad:  # by number, never quoted: its text reaches logs and terminals
             problems.append(Problem("dpkg", f"package {name} {pkg['version']}",
-                                    f"{FIELD} entry {text!r}: {reason}"))
+                                    f"{FIELD} entry {line.number}: {line.reason}"))
         for entry in entries:
             decls.append(Declaration(
                 path=true_name(entry.path, name, diverted), text=entry.text, caps=entry.caps,

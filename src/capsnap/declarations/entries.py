@@ -6,8 +6,11 @@ field (one entry per continuation line) and the local files under
 
     PATH CAPABILITY-TEXT [fallback=none|setuid[:MODE]] [owner=PACKAGE]  [# comment]
 
-PATH is absolute; a space, tab, newline, backslash or '#' in it is written
-as a three-digit octal escape (\\040) as fstab(5) does.  The capability text
+PATH is absolute; whitespace, a backslash, '#', and any byte that is not
+printable UTF-8 in it is written as a three-digit octal escape of the byte
+(\\040, \\377) as fstab(5) does, so any Linux file name can be declared.
+Control characters (C0, DEL, C1) are refused: no packaged file needs one,
+and they would reach terminals and logs.  The capability text
 is everything between the path and the first option, so it may hold several
 space-separated clauses; no capability is called "fallback" or "owner", so
 the options cannot be mistaken for text.  A comment after an entry is its
@@ -19,7 +22,7 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Iterable
 
-from capsnap import captext
+from capsnap import captext, display
 from capsnap.errors import CapTextError, InvalidInput
 from capsnap.records import NamedTuple
 
@@ -32,23 +35,19 @@ _OPTIONS = ("fallback", "owner")
 
 
 def unescape_path(text: str) -> str:
-    """fstab-style escapes: a backslash and three octal digits is a character."""
-    if "\\" not in text:
-        return text
-    out = []
-    i = 0
-    while i < len(text):
-        if text[i] == "\\" and len(text) - i > 3 and set(text[i + 1:i + 4]) <= _OCTAL:
-            out.append(chr(int(text[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(text[i])
-            i += 1
-    return "".join(out)
+    """fstab-style escapes: a backslash and three octal digits is a byte."""
+    return display.unescape(text)
 
 
 def escape_path(path: str) -> str:
-    return "".join(f"\\{ord(c):03o}" if c.isspace() or c in "\\#" else c for c in path)
+    """The path as the entry syntax writes it: whitespace and '#' too are escaped."""
+    return display.escape(path, " #")
+
+
+def control_character_in(path: str) -> bool:
+    """Whether `path` holds a C0 or C1 control character or DEL."""
+    return not path.isprintable() and any(
+        c < " " or "\x7f" <= c <= "\x9f" for c in path)
 
 
 class Fallback(NamedTuple):
@@ -89,8 +88,7 @@ def _parse_fallback(value: str) -> Fallback:
         return Fallback("none")
     kind, colon, digits = value.partition(":")
     if kind != "setuid" or (colon and not (3 <= len(digits) <= 4 and set(digits) <= _OCTAL)):
-        raise InvalidInput(f"fallback must be 'none' or 'setuid[:MODE]' (e.g. setuid:4755), "
-                           f"not {value!r}")
+        raise InvalidInput("fallback must be 'none' or 'setuid[:MODE]' (e.g. setuid:4755)")
     mode = int(digits, 8) if colon else DEFAULT_SETUID_MODE
     if not mode & 0o4000 or mode & 0o022:
         raise InvalidInput(f"fallback mode {mode:04o} must have the setuid bit and no "
@@ -117,13 +115,16 @@ def parse_entry(line: str, number: int = 0, known_bits: int = len(captext.CAP_NA
     if not body:
         return None
     tokens = body.split()
+    # The messages never quote the line: a declaration file may be a symlink
+    # to a secret, and these messages reach logs and terminals.
     path = unescape_path(tokens[0])
     if not path.startswith("/"):
-        raise InvalidInput(f"path {tokens[0]!r} is not absolute")
-    if "\0" in path or "\n" in path:
-        raise InvalidInput(f"path {tokens[0]!r} contains a NUL byte or a newline")
+        raise InvalidInput("the path is not absolute")
+    if control_character_in(path):
+        raise InvalidInput("the path holds a control character (C0, DEL or C1); capsnap "
+                           "refuses such paths")
     if ".." in path.split("/"):
-        raise InvalidInput(f"path {tokens[0]!r} has a '..' component: give the real path")
+        raise InvalidInput("the path has a '..' component: give the real path")
     # One spelling per file: "/usr//bin/x/" and "/usr/bin/x" must meet.
     path = posixpath.normpath(path).replace("//", "/")
     options: dict[str, str] = {}
@@ -134,31 +135,38 @@ def parse_entry(line: str, number: int = 0, known_bits: int = len(captext.CAP_NA
             raise InvalidInput(f"option {name} given twice")
         options[name] = value
     if not rest:
-        raise InvalidInput(f"{path}: no capability text after the path")
+        raise InvalidInput("no capability text after the path")
     text = " ".join(rest)
-    try:
-        caps = captext.parse_file_caps(text, known_bits)
-    except CapTextError as exc:
-        raise InvalidInput(str(exc)) from None
+    caps = captext.parse_file_caps(text, known_bits)
     fallback = _parse_fallback(options["fallback"]) if "fallback" in options else None
     owner = options.get("owner") or None
     return Entry(path=path, text=text, caps=caps, fallback=fallback, owner=owner,
                  comment=comment, line=number)
 
 
+class BadLine(NamedTuple):
+    number: int
+    reason: str  # never quotes the line
+    detail: str  # the full message, quoting the capability text where it is wrong
+
+
 def parse_lines(lines: Iterable[str], known_bits: int = len(captext.CAP_NAMES)) \
-        -> tuple[list[Entry], list[tuple[int, str, str]]]:
-    """Every entry of a file or field, and (line, text, reason) for each bad one.
+        -> tuple[list[Entry], list[BadLine]]:
+    """Every entry of a file or field, and what is wrong with each bad line.
 
     A bad line never hides the good ones around it.
     """
     entries: list[Entry] = []
-    bad: list[tuple[int, str, str]] = []
+    bad: list[BadLine] = []
     for number, line in enumerate(lines, start=1):
         try:
             entry = parse_entry(line, number, known_bits)
+        except CapTextError as exc:
+            where = f" (clause {exc.clause_number})" if exc.clause_number else ""
+            bad.append(BadLine(number, f"invalid capability text{where}", str(exc)))
+            continue
         except InvalidInput as exc:
-            bad.append((number, line.strip(), str(exc)))
+            bad.append(BadLine(number, str(exc), str(exc)))
             continue
         if entry is not None:
             entries.append(entry)

@@ -55,8 +55,8 @@ def read(paths: SystemPaths, known_bits: int) \
             problems.append(Problem("local", file, f"cannot read: {exc.strerror}"))
             continue
         entries, bad = parse_lines(text.splitlines(), known_bits)
-        for number, line, reason in bad:
-            problems.append(Problem("local", f"{file}:{number}", f"{reason} ({line!r})"))
+        for line in bad:  # by number, never quoted: the file may be a symlink to a secret
+            problems.append(Problem("local", f"{file}:{line.number}", line.reason))
         for entry in entries:
             decls.append(Declaration(
                 path=entry.path, text=entry.text, caps=entry.caps, source="local",
@@ -105,7 +105,10 @@ def _declares(line: str, path: str) -> bool:
 def declare(paths: SystemPaths, path: str, text: str, reason: str | None,
             owner: str | None, known_bits: int) -> tuple[str, bool]:
     """Add or replace the local declaration of `path`; (file, replaced)."""
-    checked = parse_entry(f"{escape_path(path)} {text}", known_bits=known_bits)
+    try:
+        checked = parse_entry(f"{escape_path(path)} {text}", known_bits=known_bits)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{path}: {exc}") from None
     assert checked is not None
     path = checked.path
     if reason is not None and ("\n" in reason or "#" in reason):
@@ -150,6 +153,7 @@ def undeclare(paths: SystemPaths, path: str) -> list[str]:
             _write_atomically(paths, file, "\n".join(kept) + "\n")
             changed.append(file)
     if not changed:
+        # Said with the path as given: every message is escaped when printed.
         raise InvalidInput(f"{path} has no local declaration (see 'capsnap list "
-                           f"--source local'); escaped as {escape_path(path)}")
+                           "--source local')")
     return changed

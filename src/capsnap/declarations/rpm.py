@@ -101,7 +101,7 @@ def _from_cache(cached: dict[str, object], known_bits: int) \
             entry = parse_entry(f"{escape_path(path)} {text}", known_bits=known_bits)
         except InvalidInput as exc:
             problems.append(Problem("rpm", f"package {name} {version}",
-                                    f"bad %caps for {path} ({text!r}): {exc}"))
+                                    f"bad %caps for {path}: {exc}"))
             continue
         if entry is not None:
             decls.append(Declaration(path=entry.path, text=entry.text, caps=entry.caps,
