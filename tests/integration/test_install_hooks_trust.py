@@ -290,3 +290,26 @@ def test_paths_that_need_quoting_are_refused_even_with_force(root: Path, plain: 
         assert "a hook file cannot hold this path unquoted" in err
         assert "--force does not override" in err
     assert files_under(root) == ["etc", "etc/apt", "etc/dnf", "etc/dnf/plugins", "etc/dpkg"]
+
+
+@pytest.mark.parametrize("site", ["lib/python3/dist-packages", "lib/python3.11/site-packages",
+                                  "local/lib/python3.11/dist-packages"])
+def test_python_installation_outside_a_venv(root: Path, tmp_path: Path, plain: Path,
+                                            site: str) -> None:
+    """A python with its own prefix (as /usr, or /opt/python): its site
+    directories are found from where the real interpreter lives."""
+    prefix = tmp_path / "prefix"
+    (prefix / "bin").mkdir(parents=True)
+    interpreter = prefix / "bin/python3.11"
+    shutil.copyfile(os.path.realpath("/usr/bin/python3"), interpreter)
+    interpreter.chmod(0o755)
+    (prefix / "bin/python3").symlink_to("python3.11")
+    shutil.copytree(SRC / "capsnap", prefix / site / "capsnap",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    capsnap = script(plain / "capsnap", str(prefix / "bin/python3"),
+                     "from capsnap.cli import main\nmain()\n")
+    status, err = install_hooks(root, capsnap)
+    assert status == 0, err
+    (prefix / site).chmod(0o777)
+    refused_unless_forced(root, capsnap, f"searches {prefix / site}, where directory "
+                          f"{prefix / site} is writable by group or others (mode 0777)")
