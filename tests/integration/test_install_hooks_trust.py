@@ -11,7 +11,6 @@ import glob
 import os
 import shutil
 import subprocess
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -246,17 +245,20 @@ def test_venv_parts_a_user_can_change(root: Path, venv: Path, plain: Path,
     capsnap = venv_capsnap(venv, plain)
     status, err = install_hooks(root, capsnap)
     assert status == 0, err
-    changes: dict[str, Callable[[], str]] = {
-        "venv-dir": lambda: (os.chown(venv, USER, USER), f"directory {venv} is owned")[1],
-        "site-packages": lambda: (site.chmod(0o777), f"searches {site}, where directory "
-                                  f"{site} is writable by group or others")[1],
-        "package-dir": lambda: (os.chown(site / "capsnap", USER, USER),
-                                f"directory {site}/capsnap is owned by uid {USER}")[1],
-        "pth": lambda: ((site / "evil.pth").write_text("import os\n"),
-                        os.chown(site / "evil.pth", USER, USER),
-                        f"runs the .pth files of {site}, where {site}/evil.pth is owned")[2],
-    }
-    refused_unless_forced(root, capsnap, changes[change]())
+    if change == "venv-dir":
+        os.chown(venv, USER, USER)
+        reason = f"directory {venv} is owned by uid {USER}"
+    elif change == "site-packages":
+        site.chmod(0o777)
+        reason = f"searches {site}, where directory {site} is writable by group or others"
+    elif change == "package-dir":
+        os.chown(site / "capsnap", USER, USER)
+        reason = f"directory {site}/capsnap is owned by uid {USER}"
+    else:
+        (site / "evil.pth").write_text("import os\n")
+        os.chown(site / "evil.pth", USER, USER)
+        reason = f"runs the .pth files of {site}, where {site}/evil.pth is owned by uid {USER}"
+    refused_unless_forced(root, capsnap, reason)
 
 
 def test_python_whose_capsnap_cannot_be_found(root: Path, venv: Path, plain: Path) -> None:
