@@ -52,7 +52,7 @@ def odd_paths(canary: Path) -> list[str]:
     return [f"/usr/lib/foo/a%(id>{canary})b",           # the review's reproducer
             "/usr/lib/foo/b%{_bindir}%{?nil}c",
             "/usr/lib/foo/c%%d%",
-            f"/usr/lib/foo/d%{{lua:os.execute('id>{canary}')}}e".replace(" ", "\\040")]
+            f"/usr/lib/foo/d%{{lua:os.execute('id >{canary}')}}e".replace(" ", "\\040")]
 
 
 @needs_rpmspec
