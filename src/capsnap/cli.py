@@ -557,7 +557,7 @@ def cmd_hook(args: argparse.Namespace) -> int:
 def cmd_install_hooks(args: argparse.Namespace) -> int:
     from capsnap import hookfiles
 
-    for path, action in hookfiles.install(args.paths_, args.executable):
+    for path, action in hookfiles.install(args.paths_, args.executable, args.force):
         _err(f"{action} {path}")
     return EXIT_OK
 
@@ -699,6 +699,9 @@ def _args_hook(p: argparse.ArgumentParser) -> None:
 def _args_install_hooks(p: argparse.ArgumentParser) -> None:
     p.add_argument("--executable", metavar="PATH",
                    help="the capsnap the hooks run (default: this one)")
+    p.add_argument("--force", action="store_true",
+                   help="accept an executable (or interpreter, or Python package) that a "
+                        "user other than root could change")
 
 
 def _args_uninstall_hooks(p: argparse.ArgumentParser) -> None:

@@ -55,23 +55,42 @@ def _context(entries: list[Entry]) -> list[dict[str, Any]]:
     return out
 
 
+def field_path(path: str) -> str:
+    """A path as the File-Capabilities field holds it.
+
+    dpkg-gencontrol expands ${name} in every field, and rescans what it
+    substituted, so ${Newline} in a path would split one checked entry into
+    several unchecked ones.  Its own escape, ${} for $ (deb-substvars(5)),
+    would leave a wrong path wherever the field does not pass through it
+    (a control file written by hand); the declaration syntax's octal escape
+    reads the same everywhere and leaves no '$' at all.
+    """
+    return escape_path(path).replace("$", "\\044")
+
+
 def field_entries(entries: list[Entry]) -> list[str]:
     """The File-Capabilities field's lines: path, canonical text, options."""
     known = len(captext.CAP_NAMES)
     lines = []
     for e in entries:
-        line = f"{escape_path(e.path)} {captext.format_text(e.caps, known)}"
+        line = f"{field_path(e.path)} {captext.format_text(e.caps, known)}"
         if e.fallback is not None:
             line += f" fallback={e.fallback}"
         lines.append(line)
     return lines
 
 
+# Debian's and rpm's package-name characters together; nothing a shell, a
+# spec's macro expansion or a file name (package.postinst) would read.
+_PACKAGE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-._")
+
+
 def artifacts(kind: str, entries: list[Entry], package: str,
               strict: bool = False) -> dict[str, str]:
     """Artifact name -> content, in a fixed order."""
-    if not package or any(c.isspace() or c in "'\"\\$`" for c in package):
-        raise InvalidInput(f"package name {package!r} is not valid")
+    if not package or package[0] in ".-" or not _PACKAGE_CHARS.issuperset(package):
+        raise InvalidInput(f"package name {package!r} is not valid (letters, digits and "
+                           "+-._ only)")
     entries = sorted(entries, key=lambda e: e.path)  # the same bytes whatever the order
     context = {"package": package, "entries": _context(entries), "strict": strict}
     if kind == "deb":

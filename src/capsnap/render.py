@@ -2,7 +2,10 @@
 
 StrictUndefined, so a missing variable is an error and never an empty
 string in a shell script; `shquote` quotes for POSIX sh; callers pass inputs
-sorted, so the same declarations always give the same bytes.
+sorted, so the same declarations always give the same bytes.  Every value a
+template under rpm/ prints has its % doubled, whatever filter made it: rpm
+expands macros in the whole spec, %files and scriptlets alike, and %(...)
+runs a shell command on the build host.
 """
 
 from __future__ import annotations
@@ -29,12 +32,17 @@ def shquote(value: object) -> str:
 
 
 def rpmpath(value: object) -> str:
-    """A path for a %files line: quoted (spaces), with % doubled (macros)."""
+    """A path for a %files line: quoted (spaces); % is doubled with every value."""
     text = str(value)
     if '"' in text or "\n" in text:
         raise OperationFailed(f"{text!r}: rpm cannot list a path with a double quote or a "
                               "newline in %files")
-    return '"' + text.replace("%", "%%") + '"'
+    return '"' + text + '"'
+
+
+def rpm_literal(value: object) -> str:
+    """What rpm's macro expansion turns back into `value`."""
+    return str(value).replace("%", "%%")
 
 
 def render(name: str, **context: Any) -> str:
@@ -47,6 +55,9 @@ def render(name: str, **context: Any) -> str:
         autoescape=False,  # shell and spec files, not HTML
         trim_blocks=True,
         lstrip_blocks=True,
+        # finalize sees every {{ value }} after its filters, so no value can
+        # reach a spec unescaped, nor be escaped twice.
+        finalize=rpm_literal if name.startswith("rpm/") else None,
     )
     env.filters["shquote"] = shquote
     env.filters["rpmpath"] = rpmpath
