@@ -18,8 +18,8 @@ import zlib
 from collections.abc import Iterable
 
 from capsnap import cache
-from capsnap.declarations import Declaration, Problem
-from capsnap.declarations.entries import parse_lines
+from capsnap.declarations import Declaration, Problem, canonical_in
+from capsnap.declarations.entries import Entry, escape_path, parse_lines
 from capsnap.paths import SystemPaths
 
 FIELD = "File-Capabilities"
@@ -191,8 +191,90 @@ def true_name(path: str, package: str, table: dict[str, tuple[str, str]]) -> str
     return diverted[0]
 
 
+def _list_file(paths: SystemPaths, package: str, arch: str) -> str | None:
+    """The file list dpkg keeps for an installed package: PKG:ARCH.list for a
+    Multi-Arch: same package (even with one architecture installed), PKG.list
+    for any other (dpkg's pkgbin_name with pnaw_same)."""
+    for name in ([f"{package}:{arch}.list"] if arch else []) + [f"{package}.list"]:
+        path = os.path.join(paths.dpkg_info, name)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def _listed_spellings(list_path: str, wanted: list[str]) -> dict[str, str]:
+    """For each wanted path that the list names, as itself or as a merged-/usr
+    alias: the spelling listed (itself when both are)."""
+    lookup: dict[str, list[str]] = {}
+    for path in wanted:
+        for alias in path_aliases(path):
+            lookup.setdefault(alias + "\n", []).append(path)
+    found: dict[str, str] = {}
+    with open(list_path, encoding="utf-8", errors="surrogateescape") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                line += "\n"
+            for path in lookup.get(line, ()):
+                if found.get(path) != path:
+                    found[path] = line[:-1]
+    return found
+
+
+def shipped(paths: SystemPaths, wanted: dict[tuple[str, str], list[str]]) \
+        -> dict[tuple[str, str], dict[str, str] | None]:
+    """For each (package, architecture): which of its wanted paths its file
+    list names, and how (see _listed_spellings); None when it has no list.
+
+    Hooks run after every dpkg run: only the lists of declaring packages are
+    read, and what they name is cached against each list's identity, so a
+    package of thousands of files is read again only when dpkg rewrites it.
+    """
+    cached = cache.load(paths, "dpkg-lists")
+    known = cached.get("lists")
+    before: dict[str, object] = known if isinstance(known, dict) else {}
+    after: dict[str, object] = {}
+    out: dict[tuple[str, str], dict[str, str] | None] = {}
+    for (package, arch), paths_wanted in wanted.items():
+        list_path = _list_file(paths, package, arch)
+        if list_path is None:
+            out[(package, arch)] = None
+            continue
+        asked = sorted(set(paths_wanted))
+        try:
+            key = cache.identity(os.stat(list_path))
+            hit = before.get(list_path)
+            if isinstance(hit, list) and len(hit) == 3 and hit[0] == key and hit[1] == asked \
+                    and isinstance(hit[2], dict):
+                found: dict[str, str] = hit[2]
+            else:
+                found = _listed_spellings(list_path, asked)
+        except OSError:
+            out[(package, arch)] = None
+            continue
+        after[list_path] = [key, asked, found]
+        out[(package, arch)] = found
+    if after != before:
+        cache.save(paths, "dpkg-lists", {"lists": after})
+    return out
+
+
+def _shown(path: str) -> str:
+    """A path as the declaration syntax writes it, control characters escaped
+    too: a declaration's text never reaches a terminal or a log raw."""
+    return "".join(f"\\{ord(c):03o}" if c < " " or "\x7f" <= c <= "\x9f" else c
+                   for c in escape_path(path))
+
+
 def read(paths: SystemPaths, known_bits: int) \
         -> tuple[list[Declaration], list[Problem], list[str]]:
+    """Every declaration of an installed package for a file it ships.
+
+    A package may only declare capabilities for its own files, those in its
+    file list (as a merged-/usr alias too, when both spellings are one
+    file here): any other entry is reported and never applied, so a
+    package cannot hand another package's program (or the dynamic loader)
+    a capability.  A local declaration can.
+    """
     packages, problems = packages_with_field(paths)
     diverted = diversions(paths)
     notes = []
@@ -200,6 +282,7 @@ def read(paths: SystemPaths, known_bits: int) \
         notes.append(f"dpkg: no status database at {paths.dpkg_status}")
     decls: list[Declaration] = []
     names_seen = [p["package"] for p in packages]
+    parsed: list[tuple[PackageField, str, list[Entry]]] = []
     for pkg in packages:
         state = pkg["status"].split()[-1] if pkg["status"].split() else ""
         if state not in _ON_DISK:
@@ -217,7 +300,27 @@ def read(paths: SystemPaths, known_bits: int) \
         for _, text, reason in bad:
             problems.append(Problem("dpkg", f"package {name} {pkg['version']}",
                                     f"{FIELD} entry {text!r}: {reason}"))
+        parsed.append((pkg, name, entries))
+    lists = shipped(paths, {(pkg["package"], pkg["architecture"]): [e.path for e in entries]
+                            for pkg, _, entries in parsed if entries})
+    canonical = None
+    for pkg, name, entries in parsed:
+        listed = lists.get((pkg["package"], pkg["architecture"])) if entries else {}
         for entry in entries:
+            spelling = listed.get(entry.path) if listed is not None else None
+            if spelling is not None and spelling != entry.path:
+                # /bin/x for /usr/bin/x counts only where both name one file.
+                canonical = canonical or canonical_in(paths)
+                if canonical(spelling) != canonical(entry.path):
+                    spelling = None
+            if spelling is None:
+                why = "the package does not ship that file" if listed is not None else \
+                    "its file list cannot be read"
+                problems.append(Problem(
+                    "dpkg", f"package {name} {pkg['version']}",
+                    f"{FIELD} entry {_shown(entry.path)} refused: {why} (only a local "
+                    "declaration can give another package's file capabilities)"))
+                continue
             decls.append(Declaration(
                 path=true_name(entry.path, name, diverted), text=entry.text, caps=entry.caps,
                 source="dpkg",
