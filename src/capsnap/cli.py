@@ -505,6 +505,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from capsnap import generate
 
     entries = generate.read_declarations(args.from_)
+    for message in generate.root_equivalent_warnings(args.from_, entries):
+        warn(message)
     package = args.package or os.path.basename(args.from_).removesuffix(".capabilities")
     produced = generate.artifacts(args.kind, entries, package, strict=args.strict)
     if args.only:
