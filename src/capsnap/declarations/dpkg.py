@@ -191,14 +191,16 @@ def true_name(path: str, package: str, table: dict[str, tuple[str, str]]) -> str
     return diverted[0]
 
 
-def _list_file(paths: SystemPaths, package: str, arch: str) -> str | None:
-    """The file list dpkg keeps for an installed package: PKG:ARCH.list for a
-    Multi-Arch: same package (even with one architecture installed), PKG.list
-    for any other (dpkg's pkgbin_name with pnaw_same)."""
+def _list_file(paths: SystemPaths, package: str, arch: str) -> tuple[str, list[int]] | None:
+    """The file list dpkg keeps for an installed package, and its identity:
+    PKG:ARCH.list for a Multi-Arch: same package (even with one architecture
+    installed), PKG.list for any other (dpkg's pkgbin_name with pnaw_same)."""
     for name in ([f"{package}:{arch}.list"] if arch else []) + [f"{package}.list"]:
         path = os.path.join(paths.dpkg_info, name)
-        if os.path.exists(path):
-            return path
+        try:
+            return path, cache.identity(os.stat(path))
+        except OSError:
+            continue
     return None
 
 
@@ -229,19 +231,21 @@ def shipped(paths: SystemPaths, wanted: dict[tuple[str, str], list[str]]) \
     read, and what they name is cached against each list's identity, so a
     package of thousands of files is read again only when dpkg rewrites it.
     """
+    if not wanted:
+        return {}
     cached = cache.load(paths, "dpkg-lists")
     known = cached.get("lists")
     before: dict[str, object] = known if isinstance(known, dict) else {}
     after: dict[str, object] = {}
     out: dict[tuple[str, str], dict[str, str] | None] = {}
     for (package, arch), paths_wanted in wanted.items():
-        list_path = _list_file(paths, package, arch)
-        if list_path is None:
+        found_list = _list_file(paths, package, arch)
+        if found_list is None:
             out[(package, arch)] = None
             continue
+        list_path, key = found_list
         asked = sorted(set(paths_wanted))
         try:
-            key = cache.identity(os.stat(list_path))
             hit = before.get(list_path)
             if isinstance(hit, list) and len(hit) == 3 and hit[0] == key and hit[1] == asked \
                     and isinstance(hit[2], dict):
