@@ -309,8 +309,25 @@ def test_nothing_is_taken_back_while_the_database_cannot_be_read(tmp_path: Path,
     run_capsnap("--root", root, "reapply")
     assert getcap(dpkg_root / conf.lstrip("/")) == "cap_net_raw=ep"
     status.with_name("status.away").rename(status)
+
+    # Nor while an installed package's file list is missing.
+    other = "/usr/lib/listless/helper"
+    dpkg_install(dpkg_root, build_deb(tmp_path, "listless", "1", {other: "/bin/true"},
+                                      file_capabilities=[f"{other} cap_net_raw=ep"]))
+    assert run_capsnap("--root", root, "reapply", "--package", "listless").status == 0
+    listed = dpkg_root / "var/lib/dpkg/info/listless.list"
+    listed.rename(listed.with_name("listless.away"))
+    check = run_capsnap("--root", root, "check")
+    assert "package listless 1: File-Capabilities entry /usr/lib/listless/helper refused: " \
+        "its file list cannot be read" in check.err
+    run_capsnap("--root", root, "reapply")
+    assert getcap(dpkg_root / other.lstrip("/")) == "cap_net_raw=ep"
+    assert getcap(dpkg_root / conf.lstrip("/")) == "cap_net_raw=ep"
+
+    listed.with_name("listless.away").rename(listed)
     assert run_capsnap("--root", root, "reapply").status == 0
     assert getxattr_or_none(dpkg_root / conf.lstrip("/")) is None
+    assert getcap(dpkg_root / other.lstrip("/")) == "cap_net_raw=ep"
 
 
 def test_dh_capsnap_warns_about_root_equivalent_capabilities(tmp_path: Path) -> None:

@@ -318,8 +318,13 @@ def read(paths: SystemPaths, known_bits: int) \
                 if canonical(spelling) != canonical(entry.path):
                     spelling = None
             if spelling is None:
-                why = "the package does not ship that file" if listed is not None else \
-                    "its file list cannot be read"
+                why = "the package does not ship that file"
+                if listed is None:
+                    why = "its file list cannot be read"
+                    # What it declares is unknown, not withdrawn (Catalogue.unread).
+                    note = f"dpkg: the file list of {name} cannot be read"
+                    if note not in notes:
+                        notes.append(note)
                 problems.append(Problem(
                     "dpkg", f"package {name} {pkg['version']}",
                     f"{FIELD} entry {_shown(entry.path)} refused: {why} (only a local "
