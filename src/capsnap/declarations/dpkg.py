@@ -318,7 +318,8 @@ def read(paths: SystemPaths, known_bits: int) \
                 if canonical(spelling) != canonical(entry.path):
                     spelling = None
             if spelling is None:
-                why = "the package does not ship that file"
+                why = "the package does not ship that file (only a local declaration " \
+                    "can give another package's file capabilities)"
                 if listed is None:
                     why = "its file list cannot be read"
                     # What it declares is unknown, not withdrawn (Catalogue.unread).
@@ -327,8 +328,7 @@ def read(paths: SystemPaths, known_bits: int) \
                         notes.append(note)
                 problems.append(Problem(
                     "dpkg", f"package {name} {pkg['version']}",
-                    f"{FIELD} entry {_shown(entry.path)} refused: {why} (only a local "
-                    "declaration can give another package's file capabilities)"))
+                    f"{FIELD} entry {_shown(entry.path)} refused: {why}"))
                 continue
             decls.append(Declaration(
                 path=true_name(entry.path, name, diverted), text=entry.text, caps=entry.caps,
