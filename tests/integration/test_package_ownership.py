@@ -348,3 +348,39 @@ def test_dh_capsnap_warns_about_root_equivalent_capabilities(tmp_path: Path) -> 
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     assert ("capsnap: warning: debian/hello-caps.capabilities:2: "
             "/usr/lib/hello-caps/bind-helper: cap_sys_admin is root-equivalent") in built.stderr
+
+
+def test_an_rpm_ghost_file_is_not_the_packages_to_give_capabilities(tmp_path: Path) -> None:
+    """%caps is per file of the package's own header, but a %ghost entry may
+    name another package's file: rpm never installs it, nor gives it %caps."""
+    if shutil.which("rpmbuild") is None:
+        pytest.skip("rpmbuild missing")
+    from tests.packaging import build_rpm, make_rpm_root, rpm_install
+
+    top = tmp_path / "ghosty.rpmbuild"
+    for sub in ("BUILD", "BUILDROOT", "RPMS", "SOURCES", "SPECS", "SRPMS"):
+        (top / sub).mkdir(parents=True)
+    spec = top / "SPECS/ghosty.spec"
+    spec.write_text("\n".join([
+        "%define _binaries_in_noarch_packages_terminate_build 0",
+        "%define debug_package %{nil}", "%define _build_id_links none",
+        "%define __os_install_post %{nil}",
+        "Name: ghosty", "Version: 1", "Release: 1", "Summary: x", "License: MIT",
+        "BuildArch: noarch", "AutoReqProv: no", "", "%description", "x", "",
+        "%install", "mkdir -p %{buildroot}/usr/lib/ghosty",
+        "cp /bin/true %{buildroot}/usr/lib/ghosty/helper", "",
+        "%files", "%caps(cap_net_raw=ep) /usr/lib/ghosty/helper",
+        "%ghost %caps(cap_dac_read_search=ep) /usr/bin/victim", ""]))
+    subprocess.run(["rpmbuild", "-bb", "--nodeps", "--define", f"_topdir {top}", str(spec)],
+                   check=True, capture_output=True)
+    root = make_rpm_root(tmp_path / "rpmroot")
+    rpm_install(root, build_rpm(tmp_path, "victim", "1", {"/usr/bin/victim": "/bin/true"}))
+    rpm_install(root, top / "RPMS/noarch/ghosty-1-1.noarch.rpm")
+
+    for _ in range(2):  # read from the database, then from the cache
+        reapplied = run_capsnap("--root", str(root), "reapply")
+        assert reapplied.status == 1
+        assert "package ghosty 1-1: %caps(cap_dac_read_search=ep) for /usr/bin/victim " \
+            "refused: a %ghost file, which the package does not ship" in reapplied.err
+        assert getxattr_or_none(root / "usr/bin/victim") is None
+        assert getcap(root / "usr/lib/ghosty/helper") == "cap_net_raw=ep"
