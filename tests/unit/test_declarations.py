@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -215,3 +216,4 @@ def test_refused_paths_are_shown_escaped() -> None:
     from capsnap.declarations.dpkg import _shown
 
     assert _shown("/usr/bin/a b\x1b[31m\x7f\x85#") == "/usr/bin/a\\040b\\033[31m\\177\\205\\043"
+    assert _shown(os.fsdecode(b"/usr/bin/\x9b1m\xc3\xa9")) == "/usr/bin/\\2331m\u00e9"

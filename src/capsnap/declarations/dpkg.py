@@ -263,9 +263,11 @@ def shipped(paths: SystemPaths, wanted: dict[tuple[str, str], list[str]]) \
 
 
 def _shown(path: str) -> str:
-    """A path as the declaration syntax writes it, control characters escaped
+    """A path as the declaration syntax writes it, control characters (and
+    bytes that are not UTF-8, such as a lone 0x9b, a terminal's CSI) escaped
     too: a declaration's text never reaches a terminal or a log raw."""
-    return "".join(f"\\{ord(c):03o}" if c < " " or "\x7f" <= c <= "\x9f" else c
+    return "".join(f"\\{ord(c) - 0xDC00:03o}" if "\udc80" <= c <= "\udcff" else
+                   f"\\{ord(c):03o}" if c < " " or "\x7f" <= c <= "\x9f" else c
                    for c in escape_path(path))
 
 
