@@ -11,11 +11,11 @@ else can change it; losing one costs time, never correctness.
 
 from __future__ import annotations
 
-import contextlib
 import marshal
 import os
-import time
 
+from capsnap import confine
+from capsnap.errors import CapsnapError
 from capsnap.paths import SystemPaths
 
 # Bump when what any cache holds changes shape.
@@ -27,13 +27,13 @@ def identity(st: os.stat_result) -> list[int]:
     return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns]
 
 
-def file_key(paths: list[str]) -> list[int]:
+def file_key(paths: SystemPaths, files: list[str]) -> list[int]:
     """The identity of files as they are now (-1 for one that is missing)."""
     key: list[int] = []
-    for path in paths:
+    for path in files:
         try:
-            key.extend(identity(os.stat(path)))
-        except OSError:
+            key.extend(identity(confine.stat_path(paths, path)))
+        except (OSError, CapsnapError):
             key.append(-1)
     return key
 
@@ -45,9 +45,13 @@ def _path(paths: SystemPaths, name: str) -> str:
 def load(paths: SystemPaths, name: str) -> dict[str, object]:
     """The cache `name` as last saved; empty when absent, foreign or damaged."""
     try:
-        with open(_path(paths, name), "rb") as f:
+        fd = confine.open_file(paths, _path(paths, name))
+    except (OSError, CapsnapError):
+        return {}
+    try:
+        with os.fdopen(fd, "rb") as f:
             st = os.fstat(f.fileno())
-            if st.st_uid not in (0, os.geteuid()) or st.st_mode & 0o022:
+            if not confine.trusted_owner(st.st_uid) or st.st_mode & 0o022:
                 return {}
             data = marshal.load(f)
     except (OSError, EOFError, ValueError, TypeError):
@@ -59,20 +63,10 @@ def load(paths: SystemPaths, name: str) -> dict[str, object]:
 
 def save(paths: SystemPaths, name: str, data: dict[str, object]) -> None:
     """Replace the cache `name` atomically; best effort (a read-only or
-    unprivileged run simply has no cache)."""
-    target = _path(paths, name)
-    temporary = f"{target}.{os.getpid()}.{time.monotonic_ns()}.new"
-    created = False
+    unprivileged run, or a cache directory others could write, simply has
+    no cache)."""
     try:
-        os.makedirs(paths.cache_dir, exist_ok=True)
-        # A new file, never one someone put there (or a symlink) in advance.
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                     | os.O_CLOEXEC, 0o644)
-        created = True
-        with os.fdopen(fd, "wb") as f:
-            marshal.dump({**data, "format": _FORMAT}, f)
-        os.replace(temporary, target)
-    except (OSError, ValueError):
-        if created:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary)
+        payload = marshal.dumps({**data, "format": _FORMAT})
+        confine.write_atomically(paths, _path(paths, name), payload)
+    except (OSError, ValueError, CapsnapError):
+        pass

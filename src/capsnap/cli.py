@@ -334,7 +334,7 @@ def _store(args: argparse.Namespace, create: bool = True) -> Any:
     from capsnap.store import Store
 
     db = getattr(args, "db", None) or args.paths_.snapshot_db
-    return Store(db, create=create)
+    return Store(db, create=create, paths=args.paths_)
 
 
 def _scope(args: argparse.Namespace) -> Any:
@@ -847,6 +847,9 @@ def _plain_args(argv: Sequence[str]) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # apt's hooks, cron and Ansible pass on their caller's umask: the modes
+    # of what capsnap creates must not depend on it.
+    os.umask(0o022)
     argv = sys.argv[1:] if argv is None else list(argv)
     if len(argv) == 2 and argv[0] == "hook":
         # What every hook file runs, read by hand: argparse's import is a

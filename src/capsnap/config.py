@@ -9,6 +9,7 @@ not stop apt.
 
 from __future__ import annotations
 
+from capsnap import confine
 from capsnap.paths import SystemPaths
 from capsnap.records import NamedTuple
 from capsnap.scan import DEFAULT_ROOTS
@@ -26,12 +27,13 @@ def load(paths: SystemPaths) -> tuple[Config, list[str]]:
     config = Config()
     problems: list[str] = []
     try:
-        with open(paths.config_file, encoding="utf-8") as f:
-            lines = f.read().splitlines()
+        lines = confine.read_bytes(paths, paths.config_file).decode("utf-8").splitlines()
     except FileNotFoundError:
         return config, problems
-    except (OSError, UnicodeDecodeError) as exc:
-        return config, [f"{paths.config_file}: cannot read: {exc}"]
+    except OSError as exc:
+        return config, [f"{paths.config_file}: cannot read: {exc.strerror or exc}"]
+    except UnicodeDecodeError:
+        return config, [f"{paths.config_file}: not UTF-8 text; using the defaults"]
     for number, line in enumerate(lines, start=1):
         body = line.split("#", 1)[0].strip()
         if not body:

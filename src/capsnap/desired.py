@@ -119,10 +119,12 @@ def facts(paths: SystemPaths, known: int | None = None) -> dict[str, Any]:
     last: dict[str, Any] | None = None
     import os
 
+    from capsnap import confine
+
     db = paths.snapshot_db
-    if os.path.exists(db):
+    if confine.exists(paths, db):
         try:
-            with Store(db, create=False) as store:
+            with Store(db, create=False, paths=paths) as store:
                 transaction = store.last_complete_transaction()
                 if transaction is not None and transaction.before_id and transaction.after_id:
                     actions = store.actions(transaction.id)

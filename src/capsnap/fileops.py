@@ -23,12 +23,11 @@ import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+from capsnap import confine
 from capsnap.captext import CAP_NUMBERS, CapSet
 from capsnap.errors import OperationFailed, UnsafeTarget
 from capsnap.records import NamedTuple
 from capsnap.xattr import SIZE_3, XATTR_NAME
-
-_MAX_SYMLINKS = 40  # the kernel's MAXSYMLINKS
 
 # Remedies for the errors a user can meet, keyed by errno.
 _ERRNO_TEXT = {
@@ -57,14 +56,18 @@ def _failed(display: str, exc: OSError) -> OperationFailed:
 
 
 class Target(NamedTuple):
-    """An opened file: the pinned inode and the directories above it."""
+    """An opened file: the pinned inode and what the walk to it went through."""
 
     display: str  # the path as the user named it, for messages and output
     fd: int  # O_PATH|O_NOFOLLOW descriptor of the file itself
     st: os.stat_result
     name: str  # last component
+    # Every directory above the file that could have decided what it is:
+    # those above the root (or the working directory), and every one the
+    # walk went through inside it, in order.
     directories: tuple[tuple[str, os.stat_result], ...] = ()
     link_target: str | None = None  # set when the last component is a symlink
+    links: tuple[confine.Link, ...] = ()  # the symlinks the walk followed
 
     @property
     def proc_path(self) -> str:
@@ -75,8 +78,26 @@ class Target(NamedTuple):
         return stat.S_ISREG(self.st.st_mode)
 
 
-def _split(path: str) -> list[str]:
-    return [c for c in path.split("/") if c not in ("", ".")]
+def _cwd_ancestry(cwd_fd: int) -> tuple[tuple[str, os.stat_result], ...]:
+    """The directories above the working directory, found from its
+    descriptor by "..", never by its name (which may have changed)."""
+    out: list[tuple[str, os.stat_result]] = []
+    name = os.getcwd()
+    fd = os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=cwd_fd)
+    child = os.fstat(cwd_fd)
+    try:
+        while True:
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) == (child.st_dev, child.st_ino):
+                break  # "/": its own parent
+            name = os.path.dirname(name)
+            out.append((name, st))
+            parent = os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd, child = parent, st
+    finally:
+        os.close(fd)
+    return tuple(reversed(out))
 
 
 @contextmanager
@@ -84,75 +105,26 @@ def open_target(path: str, root: str = "/") -> Iterator[Target]:
     """Open `path` inside `root` without following a symlink out of it."""
     opened: list[int] = []
     try:
-        root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        opened.append(root_fd)
-        root_st = os.fstat(root_fd)
-        if os.path.isabs(path) or root != "/":
-            start_fd, start_st = root_fd, root_st
-            start_name = root
-        else:
-            start_fd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-            opened.append(start_fd)
-            start_st = os.fstat(start_fd)
-            start_name = os.getcwd()
-        # The directory stack from the root to the current directory; the
-        # part above the start (for relative paths) is checked separately.
-        stack: list[tuple[int, str, os.stat_result]] = [(start_fd, start_name, start_st)]
         if not path:
             raise OperationFailed("'': not a file path")
-        pending = _split(path)
+        pinned = confine.pin(root)
+        if os.path.isabs(path) or root != "/":
+            walked = confine.walk(path, pinned.fd, pinned.path, opened)
+            above = pinned.ancestry
+        else:
+            cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            opened.append(cwd)
+            walked = confine.walk(path, pinned.fd, pinned.path, opened,
+                                  start=(cwd, os.getcwd(), os.fstat(cwd)))
+            above = _cwd_ancestry(cwd)
         # "dir/" names a directory, as it does for the kernel.
         wants_directory = path.endswith("/") or path.endswith("/.") or path == "."
-        links = 0
-        while True:
-            cur_fd = stack[-1][0]
-            if not pending:
-                # The path ended on "." or "..": the target is a directory.
-                fd = os.open(".", os.O_PATH | os.O_CLOEXEC, dir_fd=cur_fd)
-                opened.append(fd)
-                yield Target(display=path, fd=fd, st=os.fstat(fd), name=".",
-                             directories=tuple((n, s) for _, n, s in stack[:-1]))
-                return
-            comp = pending.pop(0)
-            if comp == "..":
-                if len(stack) > 1:
-                    stack.pop()
-                else:
-                    # ".." at the start of a relative path leaves the start
-                    # directory; inside a chosen root it stays at the root.
-                    if stack[0][0] != root_fd:
-                        parent = os.open("..", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC,
-                                         dir_fd=cur_fd)
-                        opened.append(parent)
-                        stack[0] = (parent, os.path.dirname(stack[0][1]), os.fstat(parent))
-                continue
-            fd = os.open(comp, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=cur_fd)
-            opened.append(fd)
-            st = os.fstat(fd)
-            if stat.S_ISLNK(st.st_mode):
-                link = os.readlink(comp, dir_fd=cur_fd)
-                if not pending:
-                    yield Target(display=path, fd=fd, st=st, name=comp,
-                                 directories=tuple((n, s) for _, n, s in stack),
-                                 link_target=link)
-                    return
-                links += 1
-                if links > _MAX_SYMLINKS:
-                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
-                if link.startswith("/"):
-                    del stack[1:]
-                    stack[0] = (root_fd, root, root_st)
-                pending[:0] = _split(link)
-                continue
-            if not pending:
-                if wants_directory and not stat.S_ISDIR(st.st_mode):
-                    raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-                yield Target(display=path, fd=fd, st=st, name=comp,
-                             directories=tuple((n, s) for _, n, s in stack))
-                return
-            if not stat.S_ISDIR(st.st_mode):
-                raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-            stack.append((fd, os.path.join(stack[-1][1], comp), st))
+        if wants_directory and walked.link_target is None and \
+                not stat.S_ISDIR(walked.st.st_mode):
+            raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        yield Target(display=path, fd=walked.fd, st=walked.st, name=walked.name,
+                     directories=(*above, *walked.traversed), link_target=walked.link_target,
+                     links=(*pinned.links, *walked.links))
     except OSError as exc:
         raise _failed(path, exc) from None
     finally:
@@ -216,14 +188,19 @@ def require_regular(target: Target) -> None:
 
 # --- safety policy ---------------------------------------------------------
 
-# Interpreters and shells by name (after stripping a version suffix such as
-# "3.11" or "5.36.0"): a capability on one is a capability for every script.
+# Interpreters, shells and other code runners by name (after stripping a
+# version suffix such as "3.11" or "5.36.0"): a capability on one is a
+# capability for every script, plugin or program it can be told to run.
 _INTERPRETER_NAMES = frozenset("""
     python pypy perl ruby irb node nodejs deno bun php lua luajit tclsh wish
     expect guile sbcl ocaml erl escript java jshell pwsh awk gawk mawk nawk
     sh ash bash dash rbash zsh ksh mksh pdksh csh tcsh fish yash busybox toybox
-    R Rscript julia
+    R Rscript julia gdb lldb lli setpriv capsh sqlite3 openssl
 """.split())
+
+# Dynamic loaders by name, whatever the architecture ("ld-linux-x86-64.so.2",
+# "ld-linux-aarch64.so.1", "ld-musl-x86_64.so.1", "ld.so.1", "ld64.so.2").
+_LOADER_PREFIXES = ("ld-linux", "ld-musl", "ld.so", "ld64.so")
 
 
 def _strip_version(name: str) -> str:
@@ -245,30 +222,155 @@ def _strip_version(name: str) -> str:
         start -= 1
     return name[:start]
 
-# Byte markers that an interpreter or shell binary carries whatever it is
-# called: the embedding entry points of each language runtime, and the
-# version or default-prompt strings of the shells.  (Generic shell variable
-# names are no good: shellcheck carries them all.)
+_AMBIENT = "which passes capabilities on as ambient ones to any program it starts"
+_GNU_PLUGINS = "a plugin loader (gawk's @load, make's load, gcc's -fplugin)"
+_TOOL_PLUGINS = "a plugin loader (binutils' --plugin, LLVM's -load)"
+_OPENSSL = "the OpenSSL command, which loads engines and providers from any path"
+
+# Byte markers that a code runner carries whatever it is called: the
+# embedding entry points of each language runtime, the version or
+# default-prompt strings of the shells, and the option names or help texts
+# of the tools that load a library or start a program named on their command
+# line.  (Generic shell variable names are no good: shellcheck carries them
+# all.  Library symbols are no good either: programs that embed or link
+# SQLite or libcrypto carry sqlite3_load_extension or ENGINE_by_id without
+# letting a user name what to load; the tools' help texts say a user can.)
 _MARKER_LANGUAGE = {
     b"Py_InitializeEx": "the Python interpreter", b"Py_InitializeFromConfig":
     "the Python interpreter, or a program embedding it", b"perl_parse": "the Perl interpreter",
     b"ruby_options": "the Ruby interpreter", b"luaL_newstate": "the Lua interpreter",
     b"php_execute_script": "the PHP interpreter", b"Tcl_Main": "the Tcl interpreter",
+    b"Tk_MainEx": "the Tcl/Tk interpreter",
     b"_ZN4node5Start": "the Node.js runtime", b"JLI_Launch": "the Java launcher",
     b"BusyBox v": "BusyBox (a shell among others)", b"GNU bash,": "a shell (bash)",
     b"PS4=+ ": "a shell", b"@(#)MIRBSD KSH": "a shell (mksh)",
+    b"ZSH_VERSION": "a shell (zsh)", b"tcsh %d.%.2d.%.2d": "a shell (tcsh)",
+    b"fish universal variable": "a shell (fish)", b"YASH_LOADPATH": "a shell (yash)",
+    # qemu-user (qemu-aarch64, ...) runs a guest program in its own process.
+    b"QEMU_LD_PREFIX": "a user-mode emulator (qemu), which runs any program named to it",
+    # capsh's --addamb, util-linux setpriv's --ambient-caps (busybox's
+    # applet has it too), and any other user of libcap's call for it.
+    b"--addamb=": "capsh, " + _AMBIENT,
+    b"ambient-caps": "setpriv (or a tool like it), " + _AMBIENT,
+    b"cap_set_ambient": "a program using libcap's cap_set_ambient, " + _AMBIENT,
+    # The sqlite3 shell's ".load FILE ?ENTRY?" (.help) and "?ENTRYPOINT?" (usage).
+    b".load FILE ?ENTRY": "the SQLite shell, whose .load runs any library",
+    b"Use engine, possibly a hardware device": _OPENSSL, b"Provider load path": _OPENSSL,
+    # Loaders of plugins that must say they are GPL-compatible: gawk, make,
+    # gcc's front ends (lto-dump); then binutils (ar, nm, ranlib, ld.bfd,
+    # gold) and LLVM's tools (opt, llc, lli).
+    b"plugin_is_GPL_compatible": _GNU_PLUGINS,
+    # ("[Ll]oad the specified plugin": ar, nm, ranlib, opt, llc, lli.)
+    b"oad the specified plugin": _TOOL_PLUGINS, b"Load named plugin": _TOOL_PLUGINS,
+    b"could not load plugin library": _TOOL_PLUGINS,
 }
 
 
 def interpreter_by_name(name: str) -> str | None:
     stem = _strip_version(name)
-    if name in _INTERPRETER_NAMES or stem in _INTERPRETER_NAMES:
+    if (name in _INTERPRETER_NAMES or stem in _INTERPRETER_NAMES
+            or name.startswith(_LOADER_PREFIXES)):
         return name
     return None
 
 
+class ElfFacts(NamedTuple):
+    """What the kernel looks at to start an ELF file, and two dynamic tags."""
+
+    elf_type: int  # e_type: 2 ET_EXEC, 3 ET_DYN
+    entry: int
+    has_interp: bool  # a PT_INTERP program header names a loader for it
+    has_needed: bool  # DT_NEEDED: it names libraries someone else must load
+    flags_1: int  # DT_FLAGS_1, 0 when absent
+
+    @property
+    def is_loader(self) -> bool:
+        """A shared object that the kernel starts by itself and that needs
+        no one to load its libraries: a dynamic loader (ld.so, musl's libc.so).
+
+        An entry point alone says little: glibc's libc.so.6 and libcap.so.2
+        run under an interpreter to print their version, and many plain
+        libraries (libXau, librtmp, Python extension modules here) carry the
+        address of .text as e_entry, but they all name libraries in
+        DT_NEEDED that nothing would load.  A static PIE executable is self-
+        contained too and says so with DF_1_PIE (binutils since 2.33, lld;
+        glibc's dlopen relies on the same flag to refuse executables).
+        """
+        return (self.elf_type == _ET_DYN and self.entry != 0 and not self.has_interp
+                and not self.has_needed and not self.flags_1 & _DF_1_PIE)
+
+
+_ET_DYN = 3
+_PT_DYNAMIC = 2
+_PT_INTERP = 3
+_DT_NEEDED = 1
+_DT_FLAGS_1 = 0x6ffffffb
+_DF_1_PIE = 0x08000000
+# binfmt_elf refuses program headers of another size or more than 64 KiB of
+# them (load_elf_phdrs): such a file cannot be started, so it is not parsed.
+_MAX_PHDRS_SIZE = 65536
+_MAX_DYNAMIC = 4096
+
+
+def elf_facts(data: bytes | mmap.mmap) -> ElfFacts | None:
+    """Parse an ELF header and program headers, 32 or 64-bit, either byte
+    order (a --root image may be of another architecture); None when `data`
+    is not an ELF file the kernel could start, truncated ones included."""
+    size = len(data)
+    if size < 52 or data[:4] != b"\x7fELF":
+        return None
+    wide, order_byte = data[4], data[5]
+    if wide not in (1, 2) or order_byte not in (1, 2):
+        return None
+    big = order_byte == 2
+    word = 8 if wide == 2 else 4
+
+    def num(at: int, width: int) -> int:
+        return int.from_bytes(data[at:at + width], "big" if big else "little")
+
+    if size < (64 if wide == 2 else 52):
+        return None
+    elf_type = num(16, 2)
+    entry = num(24, word)
+    phoff = num(24 + word, word)
+    phentsize = num(42 + 3 * (word - 4), 2)
+    phnum = num(44 + 3 * (word - 4), 2)
+    if phentsize != (56 if wide == 2 else 32) or not 0 < phnum * phentsize <= _MAX_PHDRS_SIZE:
+        return None
+    if phoff + phnum * phentsize > size:
+        return None
+    has_interp = False
+    dynamic: tuple[int, int] | None = None
+    for at in range(phoff, phoff + phnum * phentsize, phentsize):
+        p_type = num(at, 4)
+        if p_type == _PT_INTERP:
+            has_interp = True
+        elif p_type == _PT_DYNAMIC and dynamic is None:
+            # p_offset and p_filesz: after p_type (and, 64-bit, p_flags).
+            if wide == 2:
+                dynamic = num(at + 8, 8), num(at + 32, 8)
+            else:
+                dynamic = num(at + 4, 4), num(at + 16, 4)
+    has_needed, flags_1 = False, 0
+    if dynamic is not None:
+        start, length = dynamic
+        # Real tables hold a few dozen entries; a crafted endless one is cut
+        # short, and what it hides past that errs on the side of refusing.
+        end = min(start + length, size, start + _MAX_DYNAMIC * 2 * word)
+        for at in range(start, end - 2 * word + 1, 2 * word):
+            tag = num(at, word)
+            if tag == 0:  # DT_NULL ends the table
+                break
+            if tag == _DT_NEEDED:
+                has_needed = True
+            elif tag == _DT_FLAGS_1:
+                flags_1 = num(at + word, word)
+    return ElfFacts(elf_type, entry, has_interp, has_needed, flags_1)
+
+
 def sniff_interpreter(target: Target) -> str | None:
-    """What the content says: a script, or a language runtime/shell binary."""
+    """What the content says: a script, a dynamic loader, or a language
+    runtime, shell, launcher or plugin loader binary."""
     try:
         fd = os.open(target.proc_path, os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY)
     except OSError:
@@ -281,74 +383,25 @@ def sniff_interpreter(target: Target) -> str | None:
         if head != b"\x7fELF" or target.st.st_size == 0:
             return None
         with mmap.mmap(fd, 0, prot=mmap.PROT_READ) as data:
-            # The first marker in the file names it (as one pass of an
-            # alternation would); a find each spares a hook importing re.
-            found = [(at, marker) for marker in _MARKER_LANGUAGE
-                     if (at := data.find(marker)) >= 0]
-            if found:
-                return _MARKER_LANGUAGE[min(found)[1]]
+            facts = elf_facts(data)
+            if facts is not None and facts.is_loader:
+                return "a dynamic loader, which runs any program named to it"
+            # A find each spares a hook importing re; stopping at the first
+            # marker found (in the table's order) spares a large runtime
+            # such as node most of the passes over it.
+            for marker, what in _MARKER_LANGUAGE.items():
+                if data.find(marker) >= 0:
+                    return what
     finally:
         os.close(fd)
     return None
-
-
-@functools.cache
-def _uid_map() -> tuple[tuple[int, int, int], ...]:
-    try:
-        with open("/proc/self/uid_map", encoding="ascii") as f:
-            return tuple((int(a), int(b), int(c)) for a, b, c in
-                         (line.split() for line in f if line.strip()))
-    except (OSError, ValueError):
-        return ((0, 0, 4294967295),)
-
-
-@functools.cache
-def _overflow_uid() -> int:
-    try:
-        with open("/proc/sys/kernel/overflowuid", encoding="ascii") as f:
-            return int(f.read())
-    except (OSError, ValueError):
-        return 65534
-
-
-def _trusted_owner(uid: int) -> bool:
-    """Root of this user namespace, or an owner the namespace does not map.
-
-    Inside a user namespace the files of unmapped owners (the real root
-    among them) show as the overflow uid; they are outside the namespace's
-    reach.  A mapped uid that happens to equal it (a real `nobody` mapped
-    in, as container runtimes do) is an ordinary user.
-    """
-    if uid == 0:
-        return True
-    if uid != _overflow_uid():
-        return False
-    return not any(inside <= uid < inside + count for inside, _, count in _uid_map())
-
-
-@functools.cache
-def _ancestor_stats(path: str) -> tuple[tuple[str, os.stat_result], ...]:
-    """The directories above `path` (not itself), top down, with their stat."""
-    return tuple((p, os.stat(p)) for p in _ancestors(path)[:-1])
-
-
-def _ancestors(path: str) -> list[str]:
-    path = os.path.realpath(path)
-    out = []
-    while True:
-        out.append(path)
-        parent = os.path.dirname(path)
-        if parent == path:
-            break
-        path = parent
-    return list(reversed(out))
 
 
 def unsafe_reasons(target: Target, root: str = "/") -> list[str]:
     """Why giving this file capabilities would be unsafe (empty: safe)."""
     st = target.st
     reasons: list[str] = []
-    if not _trusted_owner(st.st_uid):
+    if not confine.root_owner(st.st_uid):
         reasons.append(f"it is owned by uid {st.st_uid}, not root: its owner could "
                        "replace the program (chown root it first)")
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
@@ -357,22 +410,26 @@ def unsafe_reasons(target: Target, root: str = "/") -> list[str]:
     if st.st_nlink > 1:
         reasons.append(f"it has {st.st_nlink} hard links: the capability would follow "
                        "every other name of it (copy the file instead)")
-    directories = list(target.directories)
-    # A root chosen with --root (or the working directory, for a relative
-    # path) is only as safe as the directories above it.
-    if root != "/":
-        directories = [*_ancestor_stats(root), *directories]
-    elif directories and directories[0][0] != "/":
-        directories = [*_ancestor_stats(directories[0][0]), *directories]
-    for dpath, dst in directories:
+    seen: set[tuple[int, int]] = set()
+    for dpath, dst in target.directories:
+        if (dst.st_dev, dst.st_ino) in seen:
+            continue
+        seen.add((dst.st_dev, dst.st_ino))
         mode = dst.st_mode
-        if not _trusted_owner(dst.st_uid):
+        if not confine.root_owner(dst.st_uid):
             reasons.append(f"directory {dpath} is owned by uid {dst.st_uid}, who could "
                            "swap the file (keep it in root-owned directories)")
             break
         if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
             reasons.append(f"directory {dpath} is writable by group or others and not "
                            "sticky: anyone could swap the file")
+            break
+    for link in target.links:
+        # As fs.protected_symlinks would have it: a symlink counts only if
+        # root or the owner of its directory made it.
+        if not confine.root_owner(link.st.st_uid) and link.st.st_uid != link.directory.st_uid:
+            reasons.append(f"symbolic link {link.display} on the path is owned by uid "
+                           f"{link.st.st_uid}, who could point it elsewhere")
             break
     by_name = interpreter_by_name(target.name)
     sniffed = sniff_interpreter(target)

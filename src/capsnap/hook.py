@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 
-from capsnap import config, declarations, reapply, snapshot
+from capsnap import config, confine, declarations, reapply, snapshot
 from capsnap.errors import CapsnapError, InvalidInput
 from capsnap.paths import SystemPaths
 from capsnap.records import NamedTuple
@@ -136,8 +136,8 @@ def _reapply(ctx: Context, packages: Iterable[str] | None,
         tid = store.open_transaction()
         if tid is not None:
             store.record_actions(tid, actions)
-    elif record and actions and os.path.exists(ctx.db):
-        with Store(ctx.db) as opened:
+    elif record and actions and confine.exists(ctx.paths, ctx.db):
+        with Store(ctx.db, paths=ctx.paths) as opened:
             tid = opened.open_transaction()
             if tid is not None:
                 opened.record_actions(tid, actions)
@@ -167,8 +167,10 @@ def _marker(ctx: Context) -> str:
 def _mark_open(ctx: Context, manager: str) -> None:
     """Leave the marker, naming the manager and the process that runs it."""
     try:
-        with open(_marker(ctx), "w", encoding="ascii") as f:
-            f.write(f"{manager} {_front_end()}\n")
+        confine.write_atomically(ctx.paths, _marker(ctx),
+                                 f"{manager} {_front_end()}\n".encode("ascii"))
+    except CapsnapError as exc:
+        ctx.report(str(exc))
     except OSError as exc:
         ctx.report(f"{_marker(ctx)}: {exc.strerror}")
 
@@ -177,16 +179,16 @@ def _inside_apts_transaction(ctx: Context) -> bool:
     """Whether apt's hooks hold a transaction open and this process runs under
     the very front end that opened it (not a stale marker of a killed one)."""
     try:
-        with open(_marker(ctx), encoding="ascii", errors="replace") as f:
-            manager, _, front_end = f.read().strip().partition(" ")
+        text = confine.read_bytes(ctx.paths, _marker(ctx)).decode("ascii", "replace")
     except OSError:
         return False
+    manager, _, front_end = text.strip().partition(" ")
     return manager == "apt" and front_end in {f"{pid} {started}"
                                               for pid, _, started in _ancestors()}
 
 
 def begin(ctx: Context, manager: str, scope: Scope = TRACKED) -> int:
-    with Store(ctx.db) as store:
+    with Store(ctx.db, paths=ctx.paths) as store:
         tid = store.begin_transaction(manager, [])
         store.set_baseline(tid, _versions(ctx.paths))
         _snapshot(ctx, store, scope, tid, "before")
@@ -204,7 +206,7 @@ def _touched(ctx: Context, before: Iterable[Row]) -> set[str]:
     for row in before:
         path = os.fsdecode(row.path)
         try:
-            inode: int | None = os.lstat(ctx.paths.inside(path)).st_ino
+            inode: int | None = confine.lstat(ctx.paths, ctx.paths.inside(path)).st_ino
         except OSError:
             inode = None
         if inode != row.inode or (row.present and inode is None):
@@ -253,7 +255,7 @@ def _close(ctx: Context, record: Callable[[Store], list[reapply.Finding]],
     """
     try:
         try:
-            with Store(ctx.db) as store:
+            with Store(ctx.db, paths=ctx.paths) as store:
                 findings = record(store)
         except Exception as exc:  # the store's trouble must not stop the reapply
             ctx.report(f"cannot record the transaction in {ctx.db}: {exc}; "
@@ -263,18 +265,16 @@ def _close(ctx: Context, record: Callable[[Store], list[reapply.Finding]],
     finally:
         for leftover in (_status_before(ctx), _marker(ctx)):
             try:
-                os.unlink(leftover)
-            except FileNotFoundError:
-                pass
+                confine.unlink(ctx.paths, leftover)
             except OSError as exc:
                 ctx.report(f"{leftover}: {exc.strerror}")
     return _failures(findings, ctx)
 
 
 def _open_transaction(ctx: Context, manager: str) -> int | None:
-    if not os.path.exists(ctx.db):
+    if not confine.exists(ctx.paths, ctx.db):
         return None
-    with Store(ctx.db) as store:
+    with Store(ctx.db, paths=ctx.paths) as store:
         tid = store.open_transaction()
         if tid is not None and store.transaction_manager(tid) == manager:
             return tid
@@ -315,7 +315,7 @@ def apt_pre_install_pkgs(ctx: Context) -> int:
                            "on stdin (DPkg::Tools::Options::...::Version \"3\")")
     packages = parse_apt_packages(lines)
     tid = _open_transaction(ctx, "apt")
-    with Store(ctx.db) as store:
+    with Store(ctx.db, paths=ctx.paths) as store:
         if tid is None:
             tid = store.begin_transaction("apt", [])
             store.set_baseline(tid, _versions(ctx.paths))
@@ -331,7 +331,7 @@ def apt_post_invoke(ctx: Context) -> int:
     tid = _open_transaction(ctx, "apt")
     if tid is None:
         return _failures(_reapply(ctx, None), ctx)
-    with Store(ctx.db) as store:
+    with Store(ctx.db, paths=ctx.paths) as store:
         announced = [p for p, _, _ in store.transaction_info(tid).packages]
     return finish(ctx, tid, announced)
 
@@ -363,7 +363,8 @@ def _before_rows(ctx: Context, store: Store, wanted: list[bytes], started_ns: in
     rows = []
     for path in wanted:
         try:
-            ctime: int | None = os.lstat(ctx.paths.inside(os.fsdecode(path))).st_ctime_ns
+            ctime: int | None = confine.lstat(ctx.paths,
+                                              ctx.paths.inside(os.fsdecode(path))).st_ctime_ns
         except OSError:
             ctime = None
         last = known.get(path)
@@ -388,7 +389,7 @@ def dpkg_finish(ctx: Context) -> int:
     hook linked the status file, the tracked paths before and after, and
     what was reapplied in between."""
     try:
-        started_ns = os.stat(_marker(ctx)).st_mtime_ns
+        started_ns = confine.lstat(ctx.paths, _marker(ctx)).st_mtime_ns
     except OSError:
         started_ns = time.time_ns()  # no pre-invoke ran: every tracked path is suspect
     from capsnap.declarations import dpkg
@@ -415,7 +416,7 @@ def dpkg_finish(ctx: Context) -> int:
 
 
 def dpkg_triggered(ctx: Context) -> int:
-    if os.path.exists(_marker(ctx)):
+    if confine.exists(ctx.paths, _marker(ctx)):
         return 0  # the open transaction's post-invoke hook reapplies
     return _failures(_reapply(ctx, None), ctx)
 
@@ -469,6 +470,7 @@ HOOKS: dict[str, Callable[[Context], int]] = {
 def run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
         stdin: TextIO = sys.stdin) -> int:
     """Run one hook; the exit code for the package manager (0 unless strict)."""
+    os.umask(0o022)  # apt's hooks inherit their caller's umask
     settings, problems = config.load(paths)
     messages: list[str] = list(problems)
 

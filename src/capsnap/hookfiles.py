@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import stat
 import sys
 
+from capsnap import confine
 from capsnap.errors import OperationFailed
 from capsnap.paths import SystemPaths, data_dir
 
@@ -49,19 +51,22 @@ def install(paths: SystemPaths, executable: str | None = None) -> list[tuple[str
     program = _executable(executable)
     try:
         # dpkg's pre-invoke hook (sh) marks a run's start here.
-        os.makedirs(paths.state_dir, exist_ok=True)
+        with confine.directory(paths, paths.state_dir, create=True, private=True):
+            pass
     except OSError as exc:
         raise OperationFailed(f"{paths.state_dir}: cannot create: {exc.strerror}") from None
     done = []
     for name, target, mode, needs in HOOK_FILES:
-        if not os.path.isdir(paths.inside(needs)):
+        try:
+            if not stat.S_ISDIR(confine.stat_path(paths, paths.inside(needs)).st_mode):
+                continue
+        except OSError:
             continue
         with open(os.path.join(source, name), encoding="utf-8") as f:
             content = f.read().replace(DEFAULT_EXECUTABLE, program)
         host = paths.inside(target)
         try:
-            with open(host, encoding="utf-8") as f:
-                old: str | None = f.read()
+            old: str | None = confine.read_bytes(paths, host).decode("utf-8", "replace")
         except FileNotFoundError:
             old = None
         except OSError as exc:
@@ -70,11 +75,9 @@ def install(paths: SystemPaths, executable: str | None = None) -> list[tuple[str
             done.append((target, "unchanged"))
             continue
         try:
-            os.makedirs(os.path.dirname(host), exist_ok=True)
-            with open(host + ".capsnap-new", "w", encoding="utf-8") as f:
-                f.write(content)
-            os.chmod(host + ".capsnap-new", mode)
-            os.replace(host + ".capsnap-new", host)
+            # A link planted at the name is replaced, never written through.
+            confine.write_atomically(paths, host, content.encode("utf-8"), mode=mode,
+                                     private=False)
         except OSError as exc:
             raise OperationFailed(f"{host}: cannot write: {exc.strerror}") from None
         done.append((target, "installed" if old is None else "updated"))
@@ -86,9 +89,8 @@ def uninstall(paths: SystemPaths) -> list[str]:
     for _, target, _, _ in HOOK_FILES:
         host = paths.inside(target)
         try:
-            os.unlink(host)
-        except FileNotFoundError:
-            continue
+            if not confine.unlink(paths, host):
+                continue
         except OSError as exc:
             raise OperationFailed(f"{host}: cannot remove: {exc.strerror}") from None
         removed.append(target)

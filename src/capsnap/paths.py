@@ -79,11 +79,14 @@ class SystemPaths(NamedTuple):
         candidates = [self.dbpath_override] if self.dbpath_override else \
             RPM_DB_CANDIDATES
         for candidate in candidates:
-            directory = self.inside(candidate)
+            from capsnap import confine
+            from capsnap.errors import CapsnapError
+
             try:
-                if any(n.startswith(("rpmdb.sqlite", "Packages")) for n in os.listdir(directory)):
+                if any(n.startswith(("rpmdb.sqlite", "Packages"))
+                       for n in confine.listdir(self, self.inside(candidate))):
                     return candidate
-            except OSError:
+            except (OSError, CapsnapError):
                 continue
         return None
 

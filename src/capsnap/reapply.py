@@ -7,14 +7,13 @@ for one bad path: every declaration gets a finding, and the run goes on.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import stat
 import time
 from collections.abc import Iterable
 
-from capsnap import captext, filecaps, fileops, xattr
+from capsnap import captext, confine, filecaps, fileops, xattr
 from capsnap.declarations import Catalogue, Declaration, Resolved
 from capsnap.errors import AttrFormatError, CapsnapError, OperationFailed, UnsafeTarget
 from capsnap.paths import SystemPaths
@@ -196,9 +195,9 @@ def _fallback_in_place(target: fileops.Target, decl: Declaration) -> bool:
 
 def _has_statoverride(paths: SystemPaths, path: str) -> bool:
     try:
-        with open(os.path.join(paths.dpkg_admindir, "statoverride"), encoding="utf-8",
-                  errors="surrogateescape") as f:
-            return any(line.split()[3:4] == [path] for line in f)
+        text = confine.read_bytes(paths, os.path.join(paths.dpkg_admindir, "statoverride"))
+        return any(line.split()[3:4] == [path] for line in
+                   text.decode("utf-8", "surrogateescape").splitlines())
     except OSError:
         return False
 
@@ -282,9 +281,8 @@ def _applied_records(paths: SystemPaths, package: str) -> dict[str, dict[str, st
     """A package's record, if it holds a capability capsnap applied (json is
     imported only then: most runs of a hook meet none)."""
     try:
-        with open(_record_file(paths, package), "rb") as f:
-            data = f.read()
-    except OSError:
+        data = confine.read_bytes(paths, _record_file(paths, package))
+    except (OSError, CapsnapError):
         return {}
     if b'"applied"' not in data:
         return {}
@@ -344,6 +342,8 @@ def record_results(paths: SystemPaths, findings: Iterable[Finding],
     try:
         for package, results in by_package.items():
             _write_record(paths, package, results)
+    except CapsnapError as exc:
+        return f"{_records_dir(paths)}: cannot record results: {exc}"
     except OSError as exc:
         return f"{_records_dir(paths)}: cannot record results: {exc.strerror}"
     return None
@@ -354,18 +354,15 @@ def _write_record(paths: SystemPaths, package: str,
     """The one place a record is written (or removed, once it holds nothing)."""
     target = _record_file(paths, package)
     if not results:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(target)
+        confine.unlink(paths, target)
         return
-    os.makedirs(_records_dir(paths), exist_ok=True)
     # ASCII, as json.dump writes it: a path that is not UTF-8 stays readable.
-    with open(target + ".new", "w", encoding="ascii") as out:
-        out.write("{\n" + ",\n".join(
-            f" {json_string(path, True)}: {{" + ", ".join(
-                f"{json_string(key)}: {json_string(value, True)}"
-                for key, value in entry.items()) + "}"
-            for path, entry in sorted(results.items())) + "\n}\n")
-    os.replace(target + ".new", target)
+    content = "{\n" + ",\n".join(
+        f" {json_string(path, True)}: {{" + ", ".join(
+            f"{json_string(key)}: {json_string(value, True)}"
+            for key, value in entry.items()) + "}"
+        for path, entry in sorted(results.items())) + "\n}\n"
+    confine.write_atomically(paths, target, content.encode("ascii"))
 
 
 def release(paths: SystemPaths, everything: Catalogue, packages: Iterable[str] | None,
@@ -386,8 +383,9 @@ def release(paths: SystemPaths, everything: Catalogue, packages: Iterable[str] |
     if "local" in unread:
         return [], {}  # a local declaration may claim any path
     try:
-        names = [n for n in os.listdir(_records_dir(paths)) if not n.endswith(".new")]
-    except OSError:
+        names = [n for n in confine.listdir(paths, _records_dir(paths))
+                 if not n.startswith(".") and not n.endswith(".new")]
+    except (OSError, CapsnapError):
         return [], {}
     wanted = set(packages or ())
     if wanted:
@@ -464,9 +462,8 @@ def forget(paths: SystemPaths, package: str) -> int:
     try:
         import json
 
-        with open(target, encoding="utf-8") as f:
-            count = len(json.load(f))
-        os.unlink(target)
+        count = len(json.loads(confine.read_bytes(paths, target)))
+        confine.unlink(paths, target)
     except FileNotFoundError:
         return 0
     except (OSError, ValueError) as exc:
@@ -528,13 +525,10 @@ def append_log(paths: SystemPaths, lines: list[str]) -> str | None:
     if not lines:
         return None
     try:
-        os.makedirs(os.path.dirname(paths.log_file), exist_ok=True)
-        fd = os.open(paths.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC,
-                     0o640)
-        try:
-            os.write(fd, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
-        finally:
-            os.close(fd)
+        confine.append(paths, paths.log_file,
+                       ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"))
+    except CapsnapError as exc:
+        return f"cannot append to the log: {exc}"
     except OSError as exc:
         return f"{paths.log_file}: cannot append: {exc.strerror}"
     return None

@@ -22,6 +22,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from capsnap.paths import SystemPaths
+
 APPLICATION = "capsnap"
 _SNAPSHOT_COLUMNS = "id, created, created_ns, label, scope, root, transaction_id, phase, entries"
 SCHEMA_VERSION = 1
@@ -143,26 +145,43 @@ def _now() -> str:
 class Store:
     """An open snapshot store.  Use as a context manager."""
 
-    def __init__(self, path: str, create: bool = True) -> None:
+    def __init__(self, path: str, create: bool = True, paths: SystemPaths | None = None) -> None:
+        from capsnap import confine
+        from capsnap.paths import SystemPaths
+
         self.path = path
         self._lock_fd: int | None = None
-        if not create and not os.path.exists(path):
+        self._dir_fd: int | None = None
+        # Under a root, the database is one of capsnap's files there, and
+        # resolved inside it like all of them; its default directory is
+        # capsnap's own, which nobody else may write.
+        paths = paths or SystemPaths()
+        if not create and not confine.exists(paths, path):
             raise StoreError(f"{path}: no snapshot database yet (take one with "
                              "'capsnap snapshot')")
         try:
-            os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-            self.db = sqlite3.connect(path, isolation_level=None, timeout=30)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"{path}: cannot open the snapshot database: {exc}") from None
+            self._dir_fd = confine.database_directory(
+                paths, path, private=path == paths.snapshot_db, create=True)
+            self.db = sqlite3.connect(f"/proc/self/fd/{self._dir_fd}/{os.path.basename(path)}",
+                                      isolation_level=None, timeout=30)
+        except (OSError, sqlite3.Error, CapsnapError) as exc:
+            self._close_directory()
+            detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise StoreError(f"{path}: cannot open the snapshot database: {detail}") from None
         try:
             self._prepare()
         except sqlite3.DatabaseError as exc:
-            self.db.close()
+            self.close()
             raise StoreError(f"{path}: not a usable SQLite database ({exc}); capsnap leaves "
                              "it alone: move it aside to start a new one") from None
         except CapsnapError:
-            self.db.close()
+            self.close()
             raise
+
+    def _close_directory(self) -> None:
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
 
     def __enter__(self) -> Store:
         return self
@@ -173,6 +192,7 @@ class Store:
     def close(self) -> None:
         self.unlock()
         self.db.close()
+        self._close_directory()
 
     def _prepare(self) -> None:
         db = self.db
@@ -213,7 +233,11 @@ class Store:
     def lock(self) -> None:
         if self._lock_fd is not None:
             return
-        fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        from capsnap import confine
+
+        assert self._dir_fd is not None
+        fd = confine.open_lock(self._dir_fd, os.path.basename(self.path) + ".lock",
+                               self.path + ".lock")
         fcntl.flock(fd, fcntl.LOCK_EX)
         self._lock_fd = fd
 

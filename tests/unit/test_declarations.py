@@ -201,12 +201,11 @@ def test_a_source_not_read_whole_is_unread() -> None:
                      []).unread() == {"local"}
 
 
-def test_list_spellings_prefer_the_path_itself(tmp_path: Path) -> None:
+def test_list_spellings_prefer_the_path_itself() -> None:
     from capsnap.declarations.dpkg import _listed_spellings
 
-    listed = tmp_path / "foo.list"
-    listed.write_text("/.\n/bin\n/bin/both\n/usr/bin/both\n/bin/short\n/usr/lib/x/helper")
-    assert _listed_spellings(str(listed), ["/usr/bin/both", "/usr/bin/short",
+    listed = b"/.\n/bin\n/bin/both\n/usr/bin/both\n/bin/short\n/usr/lib/x/helper"
+    assert _listed_spellings(listed, ["/usr/bin/both", "/usr/bin/short",
                                            "/usr/lib/x/helper", "/usr/bin/absent"]) == {
         "/usr/bin/both": "/usr/bin/both", "/usr/bin/short": "/bin/short",
         "/usr/lib/x/helper": "/usr/lib/x/helper"}

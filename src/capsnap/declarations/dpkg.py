@@ -14,12 +14,14 @@ thousands of packages takes longer to parse than the whole check.
 from __future__ import annotations
 
 import os
+import stat
 import zlib
 from collections.abc import Iterable
 
-from capsnap import cache
+from capsnap import cache, confine
 from capsnap.declarations import Declaration, Problem, canonical_in
 from capsnap.declarations.entries import Entry, escape_path, parse_lines
+from capsnap.errors import CapsnapError
 from capsnap.paths import SystemPaths
 
 FIELD = "File-Capabilities"
@@ -36,14 +38,15 @@ def _journal(paths: SystemPaths) -> list[str]:
     """dpkg's pending status updates, oldest first (updates/0000, 0001, ...)."""
     directory = os.path.join(paths.dpkg_admindir, "updates")
     try:
-        names = sorted((n for n in os.listdir(directory) if n.isascii() and n.isdigit()), key=int)
-    except OSError:
+        names = sorted((n for n in confine.listdir(paths, directory)
+                        if n.isascii() and n.isdigit()), key=int)
+    except (OSError, CapsnapError):
         return []
     return [os.path.join(directory, n) for n in names]
 
 
 def _database_key(paths: SystemPaths) -> list[int]:
-    return cache.file_key([paths.dpkg_status, *_journal(paths)])
+    return cache.file_key(paths, [paths.dpkg_status, *_journal(paths)])
 
 
 def database_paragraphs(paths: SystemPaths) -> list[str]:
@@ -53,7 +56,7 @@ def database_paragraphs(paths: SystemPaths) -> list[str]:
     by_package: dict[tuple[str, str], str] = {}
     for path in [paths.dpkg_status, *_journal(paths)]:
         try:
-            text = _read_status(path)
+            text = _read_status(paths, path)
         except FileNotFoundError:
             continue
         for para in re.split(r"\n[ \t]*\n", text):
@@ -91,10 +94,10 @@ def _digest(paragraph: str) -> str:
 _read: dict[str, tuple[list[int], bytes]] = {}
 
 
-def _status_bytes(path: str) -> bytes:
+def _status_bytes(paths: SystemPaths, path: str) -> bytes:
     """A status file's content, read once per process while it is unchanged
     (a hook looks at it for versions, declarations and owners)."""
-    with open(path, "rb") as f:
+    with os.fdopen(confine.open_file(paths, path), "rb") as f:
         key = cache.identity(os.fstat(f.fileno()))
         known = _read.get(path)
         if known is not None and known[0] == key:
@@ -104,8 +107,8 @@ def _status_bytes(path: str) -> bytes:
     return data
 
 
-def _read_status(path: str) -> str:
-    return _status_bytes(path).decode("utf-8", "surrogateescape")
+def _read_status(paths: SystemPaths, path: str) -> str:
+    return _status_bytes(paths, path).decode("utf-8", "surrogateescape")
 
 
 def _has_field(paragraph: str) -> bool:
@@ -122,7 +125,7 @@ def _paragraphs_with_field(paths: SystemPaths) -> list[str]:
     """
     if _journal(paths):
         return [p for p in database_paragraphs(paths) if _has_field(p)]
-    data = _status_bytes(paths.dpkg_status)
+    data = _status_bytes(paths, paths.dpkg_status)
     lowered = data.lower()  # ASCII only: every offset stays where it was
     out = []
     at = 0 if lowered.startswith(_FIELD_START) else lowered.find(b"\n" + _FIELD_START)
@@ -143,7 +146,7 @@ def packages_with_field(paths: SystemPaths) -> tuple[list[PackageField], list[Pr
     declare capabilities: those are cached by the digest of their text, so
     a hook after an unrelated upgrade does not import python-debian at all.
     """
-    if not os.path.exists(paths.dpkg_status):
+    if not confine.exists(paths, paths.dpkg_status):
         return [], []
     key = _database_key(paths)
     cached = cache.load(paths, "dpkg-declarations")
@@ -171,10 +174,9 @@ def packages_with_field(paths: SystemPaths) -> tuple[list[PackageField], list[Pr
 def diversions(paths: SystemPaths) -> dict[str, tuple[str, str]]:
     """dpkg-divert's table: diverted path -> (where it went, diverting package or ':')."""
     try:
-        with open(os.path.join(paths.dpkg_admindir, "diversions"), encoding="utf-8",
-                  errors="surrogateescape") as f:
-            lines = f.read().splitlines()
-    except OSError:
+        lines = confine.read_bytes(paths, os.path.join(paths.dpkg_admindir, "diversions")) \
+            .decode("utf-8", "surrogateescape").splitlines()
+    except (OSError, CapsnapError):
         return {}
     return {lines[i]: (lines[i + 1], lines[i + 2]) for i in range(0, len(lines) - 2, 3)}
 
@@ -191,34 +193,33 @@ def true_name(path: str, package: str, table: dict[str, tuple[str, str]]) -> str
     return diverted[0]
 
 
-def _list_file(paths: SystemPaths, package: str, arch: str) -> tuple[str, list[int]] | None:
-    """The file list dpkg keeps for an installed package, and its identity:
-    PKG:ARCH.list for a Multi-Arch: same package (even with one architecture
-    installed), PKG.list for any other (dpkg's pkgbin_name with pnaw_same)."""
+def _list_file(info: int, package: str, arch: str) -> tuple[str, list[int]] | None:
+    """The file list dpkg keeps for an installed package (a name in the pinned
+    info directory), and its identity: PKG:ARCH.list for a Multi-Arch: same
+    package (even with one architecture installed), PKG.list for any other
+    (dpkg's pkgbin_name with pnaw_same)."""
     for name in ([f"{package}:{arch}.list"] if arch else []) + [f"{package}.list"]:
-        path = os.path.join(paths.dpkg_info, name)
         try:
-            return path, cache.identity(os.stat(path))
+            st = os.stat(name, dir_fd=info, follow_symlinks=False)
         except OSError:
             continue
+        if stat.S_ISREG(st.st_mode):
+            return name, cache.identity(st)
     return None
 
 
-def _listed_spellings(list_path: str, wanted: list[str]) -> dict[str, str]:
-    """For each wanted path that the list names, as itself or as a merged-/usr
-    alias: the spelling listed (itself when both are)."""
-    lookup: dict[str, list[str]] = {}
+def _listed_spellings(data: bytes, wanted: list[str]) -> dict[str, str]:
+    """For each wanted path that a file list names, as itself or as a
+    merged-/usr alias: the spelling listed (itself when both are)."""
+    lookup: dict[bytes, list[str]] = {}
     for path in wanted:
         for alias in path_aliases(path):
-            lookup.setdefault(alias + "\n", []).append(path)
+            lookup.setdefault(alias.encode("utf-8", "surrogateescape"), []).append(path)
     found: dict[str, str] = {}
-    with open(list_path, encoding="utf-8", errors="surrogateescape") as f:
-        for line in f:
-            if not line.endswith("\n"):
-                line += "\n"
-            for path in lookup.get(line, ()):
-                if found.get(path) != path:
-                    found[path] = line[:-1]
+    for line in data.split(b"\n"):
+        for path in lookup.get(line, ()):
+            if found.get(path) != path:
+                found[path] = line.decode("utf-8", "surrogateescape")
     return found
 
 
@@ -237,26 +238,28 @@ def shipped(paths: SystemPaths, wanted: dict[tuple[str, str], list[str]]) \
     known = cached.get("lists")
     before: dict[str, object] = known if isinstance(known, dict) else {}
     after: dict[str, object] = {}
-    out: dict[tuple[str, str], dict[str, str] | None] = {}
-    for (package, arch), paths_wanted in wanted.items():
-        found_list = _list_file(paths, package, arch)
-        if found_list is None:
-            out[(package, arch)] = None
-            continue
-        list_path, key = found_list
-        asked = sorted(set(paths_wanted))
-        try:
-            hit = before.get(list_path)
-            if isinstance(hit, list) and len(hit) == 3 and hit[0] == key and hit[1] == asked \
-                    and isinstance(hit[2], dict):
-                found: dict[str, str] = hit[2]
-            else:
-                found = _listed_spellings(list_path, asked)
-        except OSError:
-            out[(package, arch)] = None
-            continue
-        after[list_path] = [key, asked, found]
-        out[(package, arch)] = found
+    out: dict[tuple[str, str], dict[str, str] | None] = dict.fromkeys(wanted)
+    try:
+        with confine.directory(paths, paths.dpkg_info) as info:
+            for (package, arch), paths_wanted in wanted.items():
+                found_list = _list_file(info, package, arch)
+                if found_list is None:
+                    continue
+                name, key = found_list
+                asked = sorted(set(paths_wanted))
+                hit = before.get(name)
+                if isinstance(hit, list) and len(hit) == 3 and hit[0] == key \
+                        and hit[1] == asked and isinstance(hit[2], dict):
+                    found: dict[str, str] = hit[2]
+                else:
+                    try:
+                        found = _listed_spellings(confine.read_in(info, name), asked)
+                    except OSError:
+                        continue
+                after[name] = [key, asked, found]
+                out[(package, arch)] = found
+    except (OSError, CapsnapError):
+        pass  # no info directory: no package has a list
     if after != before:
         cache.save(paths, "dpkg-lists", {"lists": after})
     return out
@@ -284,7 +287,7 @@ def read(paths: SystemPaths, known_bits: int) \
     packages, problems = packages_with_field(paths)
     diverted = diversions(paths)
     notes = []
-    if not os.path.exists(paths.dpkg_status):
+    if not confine.exists(paths, paths.dpkg_status):
         notes.append(f"dpkg: no status database at {paths.dpkg_status}")
     decls: list[Declaration] = []
     names_seen = [p["package"] for p in packages]
@@ -400,12 +403,12 @@ def changed_versions(paths: SystemPaths, before_status: str) \
     Only paragraphs whose text changed are looked at: a dpkg run rewrites the
     whole status file but changes a few packages in it.
     """
-    old = {p.strip(b"\n") for p in _status_bytes(before_status).split(b"\n\n")}
+    old = {p.strip(b"\n") for p in _status_bytes(paths, before_status).split(b"\n\n")}
     if _journal(paths):
         new = {p.strip("\n").encode("utf-8", "surrogateescape")
                for p in database_paragraphs(paths)}
     else:
-        new = {p.strip(b"\n") for p in _status_bytes(paths.dpkg_status).split(b"\n\n")}
+        new = {p.strip(b"\n") for p in _status_bytes(paths, paths.dpkg_status).split(b"\n\n")}
 
     # A package installed for several architectures is one name: the
     # paragraphs of its other architectures, unchanged, go on both sides.
@@ -432,7 +435,7 @@ def package_version(paths: SystemPaths, package: str) -> str | None:
     splitting the whole status file."""
     name, _, arch = package.partition(":")
     try:
-        text = _read_status(paths.dpkg_status) if not _journal(paths) else \
+        text = _read_status(paths, paths.dpkg_status) if not _journal(paths) else \
             "\n\n".join(database_paragraphs(paths))
     except OSError:
         return None
@@ -454,28 +457,27 @@ def package_version(paths: SystemPaths, package: str) -> str | None:
             return versions[name]
 
 
+def _lines(data: bytes) -> list[str]:
+    return [line for line in data.decode("utf-8", "surrogateescape").split("\n") if line.strip()]
+
+
 def package_files(paths: SystemPaths, package: str) -> list[str] | None:
     """The files dpkg lists for an installed package, or None if it has none."""
     bare = package.split(":", 1)[0]
-    for name in (f"{package}.list", f"{bare}.list"):
-        try:
-            with open(os.path.join(paths.dpkg_info, name), encoding="utf-8",
-                      errors="surrogateescape") as f:
-                return [line.rstrip("\n") for line in f if line.strip()]
-        except FileNotFoundError:
-            continue
-        except OSError:
-            return None
     try:
-        multiarch = [n for n in os.listdir(paths.dpkg_info)
-                     if n.startswith(bare + ":") and n.endswith(".list")]
-    except OSError:
+        with confine.directory(paths, paths.dpkg_info) as info:
+            for name in (f"{package}.list", f"{bare}.list"):
+                try:
+                    return _lines(confine.read_in(info, name))
+                except FileNotFoundError:
+                    continue
+            multiarch = [n for n in os.listdir(info)
+                         if n.startswith(bare + ":") and n.endswith(".list")]
+            files: list[str] = []
+            for name in multiarch:
+                files.extend(_lines(confine.read_in(info, name)))
+    except (OSError, CapsnapError):
         return None
-    files: list[str] = []
-    for name in multiarch:
-        with open(os.path.join(paths.dpkg_info, name), encoding="utf-8",
-                  errors="surrogateescape") as f:
-            files.extend(line.rstrip("\n") for line in f if line.strip())
     return files or None
 
 
@@ -487,23 +489,22 @@ def owners(paths: SystemPaths, wanted: set[str]) -> dict[str, tuple[str, str]]:
     for path in wanted:
         for alias in path_aliases(path):
             lookup.setdefault(alias + "\n", path)
-    try:
-        names = sorted(n for n in os.listdir(paths.dpkg_info) if n.endswith(".list"))
-    except OSError:
-        return {}
     found: dict[str, str] = {}
-    for name in names:
-        try:
-            with open(os.path.join(paths.dpkg_info, name), encoding="utf-8",
-                      errors="surrogateescape") as f:
-                for line in f:
+    try:
+        with confine.directory(paths, paths.dpkg_info) as info:
+            for name in sorted(n for n in os.listdir(info) if n.endswith(".list")):
+                try:
+                    data = confine.read_in(info, name)
+                except OSError:
+                    continue
+                for line in data.decode("utf-8", "surrogateescape").splitlines(keepends=True):
                     hit = lookup.get(line)
                     if hit is not None and hit not in found:
                         found[hit] = name[:-len(".list")]
-        except OSError:
-            continue
-        if len(found) == len(wanted):
-            break
+                if len(found) == len(wanted):
+                    break
+    except (OSError, CapsnapError):
+        return {}
     if not found:
         return {}
     if len(set(found.values())) == 1:  # the usual case: spare a split of the database

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import posixpath
 
-from capsnap import captext
+from capsnap import captext, confine
 from capsnap.declarations import Declaration, Problem
 from capsnap.declarations.entries import Entry, escape_path, parse_entry, parse_lines
-from capsnap.errors import InvalidInput, OperationFailed
+from capsnap.errors import CapsnapError, InvalidInput, OperationFailed
 from capsnap.paths import SystemPaths
 
 SUFFIX = ".capabilities"
@@ -28,7 +28,7 @@ HEADER = """\
 
 def declaration_files(paths: SystemPaths) -> list[str]:
     try:
-        names = sorted(os.listdir(paths.local_declarations_dir))
+        names = sorted(confine.listdir(paths, paths.local_declarations_dir))
     except FileNotFoundError:
         return []
     return [os.path.join(paths.local_declarations_dir, n) for n in names
@@ -41,13 +41,13 @@ def read(paths: SystemPaths, known_bits: int) \
     problems: list[Problem] = []
     try:
         files = declaration_files(paths)
-    except OSError as exc:
+    except (OSError, CapsnapError) as exc:
+        why = exc.strerror if isinstance(exc, OSError) else str(exc)
         return [], [Problem("local", paths.local_declarations_dir,
-                            f"cannot list local declarations: {exc.strerror}")], []
+                            f"cannot list local declarations: {why}")], []
     for file in files:
         try:
-            with open(file, "rb") as f:
-                text = f.read().decode("utf-8")
+            text = confine.read_bytes(paths, file).decode("utf-8")
         except UnicodeDecodeError:
             problems.append(Problem("local", file, "not UTF-8 text; fix or remove the file"))
             continue
@@ -65,46 +65,31 @@ def read(paths: SystemPaths, known_bits: int) \
     return decls, problems, []
 
 
-def _write_atomically(path: str, content: str) -> None:
-    directory = os.path.dirname(path)
+def _write_atomically(paths: SystemPaths, path: str, content: str) -> None:
     try:
-        os.makedirs(directory, mode=0o755, exist_ok=True)
-        import tempfile  # only when writing: it costs hooks start-up time
-
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".capsnap-")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(content)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
-        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        # The directory is capsnap's: whoever could write it could make
+        # root write through a link planted there.
+        confine.write_atomically(paths, path, content.encode("utf-8", "surrogateescape"),
+                                 sync=True)
     except OSError as exc:
         raise OperationFailed(f"{path}: cannot write: {exc.strerror}") from None
 
 
-def _lines_of(file: str) -> list[str]:
+def _lines_of(paths: SystemPaths, file: str) -> list[str]:
     try:
-        with open(file, encoding="utf-8") as f:
-            return f.read().splitlines()
+        return confine.read_bytes(paths, file).decode("utf-8").splitlines()
     except FileNotFoundError:
         return []
-    except (OSError, UnicodeDecodeError) as exc:
-        raise OperationFailed(f"{file}: cannot read: {exc}") from None
+    except OSError as exc:
+        raise OperationFailed(f"{file}: cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise OperationFailed(f"{file}: not UTF-8 text; fix or remove the file") from None
 
 
-def _readable_lines(file: str) -> list[str]:
+def _readable_lines(paths: SystemPaths, file: str) -> list[str]:
     """A file's lines, or none when it cannot be read (`list` reports it)."""
     try:
-        return _lines_of(file)
+        return _lines_of(paths, file)
     except OperationFailed:
         return []
 
@@ -129,10 +114,10 @@ def declare(paths: SystemPaths, path: str, text: str, reason: str | None,
                   owner=owner, comment=reason)
     target = paths.local_declarations_file
     for file in declaration_files(paths):
-        if any(_declares(line, path) for line in _readable_lines(file)):
+        if any(_declares(line, path) for line in _readable_lines(paths, file)):
             target = file
             break
-    lines = _lines_of(target)
+    lines = _lines_of(paths, target)
     replaced = False
     out = []
     for line in lines:
@@ -150,7 +135,7 @@ def declare(paths: SystemPaths, path: str, text: str, reason: str | None,
         if not lines:
             out = HEADER.splitlines()
         out.append(entry.format())
-    _write_atomically(target, "\n".join(out) + "\n")
+    _write_atomically(paths, target, "\n".join(out) + "\n")
     return target, replaced
 
 
@@ -159,10 +144,10 @@ def undeclare(paths: SystemPaths, path: str) -> list[str]:
     path = posixpath.normpath(path)
     changed = []
     for file in declaration_files(paths):
-        lines = _readable_lines(file)
+        lines = _readable_lines(paths, file)
         kept = [line for line in lines if not _declares(line, path)]
         if len(kept) != len(lines):
-            _write_atomically(file, "\n".join(kept) + "\n")
+            _write_atomically(paths, file, "\n".join(kept) + "\n")
             changed.append(file)
     if not changed:
         raise InvalidInput(f"{path} has no local declaration (see 'capsnap list "

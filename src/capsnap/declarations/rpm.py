@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 
-from capsnap import cache
+from capsnap import cache, confine
 from capsnap.declarations import Declaration, Problem
 from capsnap.declarations.entries import escape_path, parse_entry
-from capsnap.errors import InvalidInput
+from capsnap.errors import CapsnapError, InvalidInput
 from capsnap.paths import RPM_DB_CANDIDATES, SystemPaths
 
 TYPE_CHECKING = False
@@ -65,11 +65,11 @@ def _database_key(paths: SystemPaths, dbpath: str) -> list[int] | None:
     locks, which change on every read); None if the directory cannot be listed."""
     directory = paths.inside(dbpath)
     try:
-        names = sorted(n for n in os.listdir(directory)
+        names = sorted(n for n in confine.listdir(paths, directory)
                        if not n.endswith(("-shm", ".lock")) and not n.startswith("__db."))
-    except OSError:
+    except (OSError, CapsnapError):
         return None
-    return cache.file_key([os.path.join(directory, n) for n in names])
+    return cache.file_key(paths, [os.path.join(directory, n) for n in names])
 
 
 def read(paths: SystemPaths, known_bits: int) \
