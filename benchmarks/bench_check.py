@@ -48,6 +48,9 @@ def make_root(top: Path, declared: int = DECLARED) -> tuple[Path, list[Path]]:
             os.chmod(root / path.lstrip("/"), 0o755)
             files.append(root / path.lstrip("/"))
             para += f"File-Capabilities:\n {path} {CAPS}\n"
+            # A package may only declare its own files: dpkg's list of them.
+            (admin / f"info/pkg{n:05d}.list").write_text(
+                f"/.\n/usr\n/usr/lib\n/usr/lib/bench\n{path}\n")
         paragraphs.append(para)
     (admin / "status").write_text("\n".join(paragraphs))
     for f in files:

@@ -270,12 +270,17 @@ def _report(findings: list[Any], as_json: bool, problems: list[Any]) -> None:
     if as_json:
         _print_json({"findings": [f.as_json() for f in findings],
                      "problems": [{"source": p.source, "where": p.where,
-                                   "message": p.message} for p in problems]})
+                                   "message": p.message} for p in problems],
+                     "warnings": [{"path": f.path, "message": w}
+                                  for f in findings for w in f.warnings]})
         return
     rows = [[f.path, f.status, f.expected or "-", f.actual or "none", f.source, f.detail]
             for f in findings]
     if rows:
         _table(rows, ["PATH", "STATUS", "DECLARED", "ON DISK", "SOURCE", "DETAIL"])
+    for f in findings:
+        for warning in f.warnings:
+            warn(f"{f.path}: {warning}")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -297,7 +302,8 @@ def cmd_reapply(args: argparse.Namespace) -> int:
     catalogue = _catalogue(args)
     items = reapply.select(catalogue.resolve(canonical_in(args.paths_)), args.package)
     findings, log_error = reapply.reapply(items, args.paths_, _known_bits(),
-                                          dry_run=args.dry_run)
+                                          dry_run=args.dry_run, everything=catalogue,
+                                          packages=args.package)
     if log_error:
         warn(log_error)
     for f in findings:
@@ -517,6 +523,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from capsnap import generate
 
     entries = generate.read_declarations(args.from_)
+    for message in generate.root_equivalent_warnings(args.from_, entries):
+        warn(message)
     package = args.package or os.path.basename(args.from_).removesuffix(".capabilities")
     produced = generate.artifacts(args.kind, entries, package, strict=args.strict)
     if args.only:

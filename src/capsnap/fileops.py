@@ -449,12 +449,16 @@ def check_safe(target: Target, root: str = "/") -> None:
 
 
 # Capabilities that hand over the whole machine, with the reason in a few
-# words (after capabilities(7) and Brad Spengler's "False Boundaries").
+# words (after capabilities(7) and Brad Spengler's "False Boundaries"): a
+# program that holds one can become root or do anything root can.  `all`
+# (and "=ep") holds every one of them.
 ROOT_EQUIVALENT = {
     "cap_sys_admin": "a catch-all that includes mount and namespace control",
     "cap_sys_module": "loads code into the kernel",
     "cap_sys_rawio": "raw access to memory, disks and I/O ports",
     "cap_sys_ptrace": "can inject code into any process",
+    "cap_sys_boot": "can boot a kernel of its choosing (kexec_load)",
+    "cap_sys_tty_config": "rebinds console keys, so root types its commands",
     "cap_dac_override": "writes any file, /etc/shadow included",
     "cap_dac_read_search": "reads any file, /etc/shadow included",
     "cap_setuid": "can become any user, root included",
@@ -465,6 +469,9 @@ ROOT_EQUIVALENT = {
     "cap_fowner": "can change the mode of any file",
     "cap_fsetid": "keeps setuid bits on files it modifies",
     "cap_bpf": "loads BPF programs that can read kernel memory",
+    "cap_net_admin": "reconfigures the network and its firewall: can intercept "
+                     "and redirect anyone's traffic, and load kernel modules on demand",
+    "cap_ipc_owner": "reads and writes any process's shared memory, root's included",
     "cap_mknod": "creates device nodes such as /dev/mem",
     "cap_sys_chroot": "can chroot into a tree with a planted setuid binary",
     "cap_mac_admin": "reconfigures the mandatory access control policy",
@@ -472,11 +479,16 @@ ROOT_EQUIVALENT = {
 }
 
 
-def root_equivalent_warnings(caps: CapSet) -> list[str]:
+def root_equivalent_names(caps: CapSet) -> list[str]:
+    """The root-equivalent capabilities `caps` grants, in number order."""
     granted = caps.permitted | caps.inheritable | caps.effective
-    return [f"{name} is root-equivalent: {ROOT_EQUIVALENT[name]}"
-            for name in sorted(ROOT_EQUIVALENT, key=CAP_NUMBERS.__getitem__)
+    return [name for name in sorted(ROOT_EQUIVALENT, key=CAP_NUMBERS.__getitem__)
             if granted >> CAP_NUMBERS[name] & 1]
+
+
+def root_equivalent_warnings(caps: CapSet) -> list[str]:
+    return [f"{name} is root-equivalent: {ROOT_EQUIVALENT[name]}"
+            for name in root_equivalent_names(caps)]
 
 
 def kernel_cap_bits() -> int:

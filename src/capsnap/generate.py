@@ -38,6 +38,17 @@ def read_declarations(path: str) -> list[Entry]:
     return sorted(entries, key=lambda e: e.path)
 
 
+def root_equivalent_warnings(path: str, entries: list[Entry]) -> list[str]:
+    """What a packager should hear at build time: each root-equivalent
+    capability declared, by FILE:LINE (capsnap warns again on every install,
+    and never gives such an entry the setuid fallback)."""
+    from capsnap.fileops import root_equivalent_warnings as reasons
+
+    return [f"{path}:{e.line}: {escape_path(e.path)}: {reason}; capsnap will warn on "
+            "every install, and never gives it the setuid fallback"
+            for e in sorted(entries, key=lambda e: e.line) for reason in reasons(e.caps)]
+
+
 def _context(entries: list[Entry]) -> list[dict[str, Any]]:
     known = len(captext.CAP_NAMES)
     out = []

@@ -153,7 +153,8 @@ def _reapply(ctx: Context, packages: Iterable[str] | None,
     if touched and packages is not None:
         chosen = {item.path for item in items}
         items += [item for item in resolved if item.path in touched and item.path not in chosen]
-    findings, log_error = reapply.reapply(items, ctx.paths, ctx.known_bits)
+    findings, log_error = reapply.reapply(items, ctx.paths, ctx.known_bits,
+                                          everything=catalogue, packages=packages)
     ctx.reapplied[:] = [findings]
     if log_error:
         ctx.report(log_error)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterable
 
 from capsnap import captext, confine, filecaps, fileops, xattr
-from capsnap.declarations import Declaration, Resolved
+from capsnap.declarations import Catalogue, Declaration, Resolved
 from capsnap.errors import AttrFormatError, CapsnapError, OperationFailed, UnsafeTarget
 from capsnap.paths import SystemPaths
 from capsnap.records import NamedTuple
@@ -32,8 +32,13 @@ WOULD_RESTORE = "would-restore"
 FAILED = "failed"
 SKIPPED = "skipped"
 FALLBACK = "fallback"  # the filesystem cannot hold capabilities: the declared setuid mode
+# What becomes of a capability capsnap applied for a package that no longer
+# declares it: removed, or left alone because it is no longer what capsnap put.
+REMOVED = "removed"
+LEFT_ALONE = "left-alone"
+WOULD_REMOVE = "would-remove"
 
-IN_PLACE = {OK, RESTORED, FALLBACK}
+IN_PLACE = {OK, RESTORED, FALLBACK, REMOVED, LEFT_ALONE}
 
 
 class Finding(NamedTuple):
@@ -44,6 +49,7 @@ class Finding(NamedTuple):
     actual: str | None  # canonical text on disk; None: no capabilities
     detail: str = ""
     resolved: Resolved | None = None
+    warnings: tuple[str, ...] = ()  # said whatever the status: root-equivalent ones
 
     @property
     def source(self) -> str:
@@ -65,6 +71,7 @@ class Finding(NamedTuple):
             "package": decl.package if decl else None,
             "version": decl.version if decl else None,
             "owner": decl.owner if decl else None,
+            "warnings": list(self.warnings),
         }
 
 
@@ -91,9 +98,29 @@ def _matches(raw: bytes | None, decl: Declaration) -> bool:
     return caps.revision != 3 and caps.capset() == decl.stored
 
 
+def package_warnings(decl: Declaration) -> tuple[str, ...]:
+    """What to say about a package's declaration however it ends: a package
+    that asks for a root-equivalent capability asks for root."""
+    if decl.source == "local":
+        return ()
+    names = fileops.root_equivalent_names(decl.caps)
+    if not names:
+        return ()
+    why = f": {fileops.ROOT_EQUIVALENT[names[0]]}" if len(names) == 1 else ""
+    return (f"{decl.label()} declares root-equivalent {', '.join(names)}{why}",)
+
+
 def examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool = False,
             dry_run: bool = False) -> Finding:
     """One declared path: its status, and with `repair` the outcome of fixing it."""
+    finding = _examine(item, paths, known_bits, repair, dry_run)
+    if item.winner is None:
+        return finding
+    return finding._replace(warnings=package_warnings(item.winner))
+
+
+def _examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool,
+             dry_run: bool) -> Finding:
     decl = item.winner
     if decl is None:
         names = ", ".join(f"{d.package} {d.version} ({d.text})" for d in item.conflicting)
@@ -118,7 +145,7 @@ def examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool = 
                 return found._replace(status=not_fixed, detail=str(exc))
             if _matches(raw, decl):
                 return found
-            if raw is None and _fallback_in_place(target, decl):
+            if raw is None and _fallback_allowed(decl) and _fallback_in_place(target, decl):
                 return found._replace(status=FALLBACK,
                                       detail=f"declared fallback mode {decl.fallback}")
             reasons = fileops.unsafe_reasons(target, paths.root)
@@ -136,6 +163,11 @@ def examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool = 
             except OperationFailed as exc:
                 if exc.errno in (errno.EOPNOTSUPP, errno.ENOTSUP) and decl.fallback and \
                         decl.fallback.kind == "setuid":
+                    if not _fallback_allowed(decl):
+                        return drifted._replace(
+                            status=FAILED, detail=f"{exc}; a package's root-equivalent "
+                            "capability never gets the setuid fallback (declare it locally "
+                            "to decide)")
                     return _apply_fallback(drifted, target, decl, paths, str(exc))
                 return drifted._replace(status=FAILED, detail=str(exc))
             except CapsnapError as exc:
@@ -147,6 +179,12 @@ def examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool = 
             OSError(errno.ENOENT, "")) else ERROR
         return Finding(item.path, FAILED if repair and status == ERROR else status, decl,
                        expected, None, detail, item)
+
+
+def _fallback_allowed(decl: Declaration) -> bool:
+    """setuid root is root: never where a package asked for a capability that
+    is root-equivalent anyway (the administrator may, by declaring it)."""
+    return decl.source == "local" or not fileops.root_equivalent_names(decl.caps)
 
 
 def _fallback_in_place(target: fileops.Target, decl: Declaration) -> bool:
@@ -206,42 +244,104 @@ def check(items: Iterable[Resolved], paths: SystemPaths, known_bits: int) -> lis
 
 
 def reapply(items: Iterable[Resolved], paths: SystemPaths, known_bits: int,
-            dry_run: bool = False) -> tuple[list[Finding], str | None]:
-    """Repair what drifted; the findings, and why the log could not be written."""
+            dry_run: bool = False, everything: Catalogue | None = None,
+            packages: Iterable[str] | None = None) -> tuple[list[Finding], str | None]:
+    """Repair what drifted; with `everything` (the whole catalogue), also take
+    back what capsnap applied for `packages` (all when none given) that no
+    declaration claims any more.  The findings, and why the log could not be
+    written."""
     findings = [examine(item, paths, known_bits, repair=True, dry_run=dry_run)
                 for item in items]
+    released: dict[str, dict[str, dict[str, str]]] = {}
+    if everything is not None:
+        taken_back, released = release(paths, everything, packages, known_bits, dry_run)
+        findings += taken_back
     log_error = None
     if not dry_run:
-        log_error = log_actions(paths, findings) or record_results(paths, findings)
+        log_error = log_actions(paths, findings) or \
+            record_results(paths, findings, released, known_bits)
     return findings, log_error
+
+
+# --- capsnap's records of what it did for each package ----------------------------
+
+# Where a finding about a recorded capability (not a declaration) comes from.
+_RECORD = "capsnap's record"
 
 
 def _records_dir(paths: SystemPaths) -> str:
     return os.path.join(paths.state_dir, "packages")
 
 
-def record_results(paths: SystemPaths, findings: Iterable[Finding]) -> str | None:
-    """Keep, per package, the last result for each of its declarations.
+def _record_file(paths: SystemPaths, package: str) -> str:
+    return os.path.join(_records_dir(paths), package.replace("/", "_"))
+
+
+def _applied_records(paths: SystemPaths, package: str) -> dict[str, dict[str, str]]:
+    """A package's record, if it holds a capability capsnap applied (json is
+    imported only then: most runs of a hook meet none)."""
+    try:
+        data = confine.read_bytes(paths, _record_file(paths, package))
+    except (OSError, CapsnapError):
+        return {}
+    if b'"applied"' not in data:
+        return {}
+    import json
+
+    try:
+        loaded = json.loads(data.decode("ascii"))
+    except ValueError:
+        return {}
+    if not isinstance(loaded, dict):
+        return {}
+    return {path: {k: v for k, v in entry.items() if isinstance(v, str)}
+            for path, entry in loaded.items()
+            if isinstance(path, str) and isinstance(entry, dict)}
+
+
+def _applied_now(f: Finding, before: dict[str, str], known_bits: int) -> dict[str, str]:
+    """What capsnap can say it put on the file for a package's declaration: the
+    text now when it restored it, what it said before while that is still
+    what is declared and found."""
+    decl = f.declaration
+    if decl is None or decl.source == "local" or f.status == FALLBACK:
+        return {}
+    applied = captext.format_text(decl.stored, known_bits)
+    if f.status == RESTORED or (f.status == OK and before.get("applied") == applied):
+        return {"applied": applied, "source": decl.source, "version": decl.version or ""}
+    if f.status == OK:
+        return {}  # in place, but not capsnap's doing
+    return {k: before[k] for k in ("applied", "source", "version") if k in before}
+
+
+def record_results(paths: SystemPaths, findings: Iterable[Finding],
+                   released: dict[str, dict[str, dict[str, str]]] | None = None,
+                   known_bits: int | None = None) -> str | None:
+    """Keep, per package, the last result for each of its declarations, and
+    the capability capsnap applied for it (its canonical text): what capsnap
+    may take back when the package no longer declares it.
 
     These are capsnap's records of a package, which its postrm asks capsnap
-    to forget on purge.
+    to forget on purge.  `released` holds the records `release` went
+    through, without the paths it dealt with.
     """
-    by_package: dict[str, dict[str, dict[str, str]]] = {}
+    known = known_bits if known_bits is not None else fileops.kernel_cap_bits()
+    by_package: dict[str, dict[str, dict[str, str]]] = {
+        package: dict(entries) for package, entries in (released or {}).items()}
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     for f in findings:
         decl = f.declaration
         package = decl.package or decl.owner if decl is not None else None
-        if package:
-            by_package.setdefault(package, {})[f.path] = {"status": f.status, "time": stamp}
+        if not package or decl is None or decl.origin == _RECORD:
+            continue
+        if package not in by_package:
+            by_package[package] = _applied_records(paths, package)
+        before = by_package[package].get(f.path, {})
+        by_package[package][f.path] = {"status": f.status, "time": stamp,
+                                       **_applied_now(f, before, known)}
     try:
         for package, results in by_package.items():
-            target = os.path.join(_records_dir(paths), package.replace("/", "_"))
-            # ASCII, as json.dump writes it: a path that is not UTF-8 stays readable.
-            content = "{\n" + ",\n".join(
-                f' {json_string(path, True)}: {{"status": {json_string(r["status"])}, '
-                f'"time": {json_string(r["time"])}}}'
-                for path, r in sorted(results.items())) + "\n}\n"
-            confine.write_atomically(paths, target, content.encode("ascii"))
+            _write_record(paths, package, results)
     except CapsnapError as exc:
         return f"{_records_dir(paths)}: cannot record results: {exc}"
     except OSError as exc:
@@ -249,9 +349,116 @@ def record_results(paths: SystemPaths, findings: Iterable[Finding]) -> str | Non
     return None
 
 
+def _write_record(paths: SystemPaths, package: str,
+                  results: dict[str, dict[str, str]]) -> None:
+    """The one place a record is written (or removed, once it holds nothing)."""
+    target = _record_file(paths, package)
+    if not results:
+        confine.unlink(paths, target)
+        return
+    # ASCII, as json.dump writes it: a path that is not UTF-8 stays readable.
+    content = "{\n" + ",\n".join(
+        f" {json_string(path, True)}: {{" + ", ".join(
+            f"{json_string(key)}: {json_string(value, True)}"
+            for key, value in entry.items()) + "}"
+        for path, entry in sorted(results.items())) + "\n}\n"
+    confine.write_atomically(paths, target, content.encode("ascii"))
+
+
+def release(paths: SystemPaths, everything: Catalogue, packages: Iterable[str] | None,
+            known_bits: int, dry_run: bool = False) \
+        -> tuple[list[Finding], dict[str, dict[str, dict[str, str]]]]:
+    """Take back the capabilities capsnap applied for packages (all when none
+    given) on paths that nothing declares any more: the package was removed,
+    or its new version no longer declares the path (or may not: it does not
+    ship the file).  Only a capability exactly as capsnap applied it is
+    removed; one that differs is the administrator's and is left alone.
+
+    The findings, and the records gone through, without the paths dealt with
+    (a path whose removal failed stays, to be tried again).
+    """
+    from capsnap import declarations
+
+    unread = everything.unread()
+    if "local" in unread:
+        return [], {}  # a local declaration may claim any path
+    try:
+        names = [n for n in confine.listdir(paths, _records_dir(paths))
+                 if not n.startswith(".") and not n.endswith(".new")]
+    except (OSError, CapsnapError):
+        return [], {}
+    wanted = set(packages or ())
+    if wanted:
+        names = [n for n in names if n in wanted or n.split(":", 1)[0] in wanted]
+    claimed: set[str] | None = None
+    canonical = None
+    findings: list[Finding] = []
+    records: dict[str, dict[str, dict[str, str]]] = {}
+    for name in sorted(names):
+        entries = _applied_records(paths, name)
+        if not entries:
+            continue
+        if claimed is None:
+            canonical = declarations.canonical_in(paths)
+            claimed = {item.path for item in everything.resolve(canonical)}
+        kept = dict(entries)
+        for path, entry in entries.items():
+            assert canonical is not None
+            if path in claimed or canonical(path) in claimed:
+                continue
+            if "applied" in entry and entry.get("source", "dpkg") in unread:
+                continue
+            finding = _take_back(paths, name, path, entry, known_bits, dry_run) \
+                if "applied" in entry else None
+            if finding is not None:
+                findings.append(finding)
+            if finding is None or finding.status != FAILED:
+                del kept[path]
+        if kept != entries:
+            records[name] = kept
+    return findings, records
+
+
+def _take_back(paths: SystemPaths, package: str, path: str, entry: dict[str, str],
+               known_bits: int, dry_run: bool) -> Finding | None:
+    """Remove the capability capsnap applied for `package` on `path` if it is
+    still exactly that; None when the file has none (or is gone)."""
+    applied = entry["applied"]
+    try:
+        caps = captext.parse_file_caps(applied, known_bits)
+    except CapsnapError:
+        caps = captext.CapSet()
+    decl = Declaration(path=path, text=applied, caps=caps,
+                       source=entry.get("source", "dpkg"), package=package,
+                       version=entry.get("version") or None, origin=_RECORD)
+    try:
+        with fileops.open_target(path, paths.root) as target:
+            raw = fileops.read_raw(target)
+            actual = _on_disk_text(raw, known_bits)
+            if actual is None:
+                return None
+            found = Finding(path, REMOVED, decl, None, actual,
+                            f"capsnap applied {applied} for {decl.label()}, which no "
+                            "longer declares it, and nothing else does")
+            if target.link_target is not None or not target.is_regular or actual != applied:
+                return found._replace(
+                    status=LEFT_ALONE, detail=f"no longer declared by {decl.label()}, but "
+                    f"it is not the {applied} capsnap applied: the administrator's to decide")
+            if dry_run:
+                return found._replace(status=WOULD_REMOVE)
+            fileops.remove_raw(target)
+            return found
+    except OperationFailed as exc:
+        detail = str(exc).removeprefix(f"{path}: ")
+        if detail == fileops.describe_oserror(OSError(errno.ENOENT, "")):
+            return None
+        return Finding(path, FAILED, decl, None, None,
+                       f"cannot take back the {applied} capsnap applied: {detail}")
+
+
 def forget(paths: SystemPaths, package: str) -> int:
     """Drop capsnap's records of a (purged) package; how many there were."""
-    target = os.path.join(_records_dir(paths), package.replace("/", "_"))
+    target = _record_file(paths, package)
     try:
         import json
 
@@ -282,6 +489,12 @@ def log_actions(paths: SystemPaths, findings: Iterable[Finding]) -> str | None:
             fields["reason"] = f.detail
         lines.append(f"{stamp} reapply " + " ".join(
             f"{key}={json_string(value, printable_only=True)}" for key, value in fields.items()))
+        if f.status == RESTORED:
+            # Applied, but not without a word: a package asked for root.
+            lines.extend(f"{stamp} warning " + " ".join(
+                f"{key}={json_string(value, printable_only=True)}" for key, value in
+                {"path": f.path, "source": f.source, "reason": warning}.items())
+                for warning in f.warnings)
     return append_log(paths, lines)
 
 

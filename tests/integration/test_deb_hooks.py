@@ -236,3 +236,44 @@ def test_installed_addon_builds_with_dh_sequence_build_dependency(system: Path) 
     assert "/usr/lib/hello-caps/bind-helper cap_net_bind_service=ep" in fields
     man = inside(root, "man", "-w", "dh_capsnap")
     assert man.returncode == 0 and "dh_capsnap.1" in man.stdout
+
+
+def test_a_package_gets_nothing_for_another_packages_file_and_loses_what_it_had(
+        tmp_path: Path, system: Path) -> None:
+    """The security review's reproducer (a data-only package naming
+    coreutils' tail), and its removal: nothing capsnap applied stays."""
+    root = system
+    tool = "/etc/evil/tool"  # a conffile: dpkg -r leaves the file, with its xattr
+    evil = build_deb(tmp_path, "evil-data", "1.0",
+                     {"/usr/share/doc/evil-data/README": "x\n", HELPER: "/bin/true",
+                      tool: "/bin/true"},
+                     modes={tool: 0o755}, conffiles=[tool],
+                     file_capabilities=["/usr/bin/tail cap_dac_read_search=ep",
+                                        f"{HELPER} cap_net_bind_service=ep",
+                                        f"{tool} cap_net_raw=ep"])
+    done = inside(root, "dpkg", "-i", put(root, evil))
+    assert done.returncode == 0, done.stderr
+    assert getcap(root, "/usr/bin/tail") == ""
+    assert getcap(root, HELPER) == "cap_net_bind_service=ep"
+    assert getcap(root, tool) == "cap_net_raw=ep"
+    refused = ("package evil-data 1.0: File-Capabilities entry /usr/bin/tail refused: "
+               "the package does not ship that file")
+    assert refused in done.stderr  # on dpkg's terminal, from its hook
+    check = inside(root, "capsnap", "check")
+    assert check.returncode == 1
+    assert refused in check.stderr and "/usr/bin/tail" not in check.stdout
+    assert refused in (root / "var/log/capsnap.log").read_text()
+
+    removed = inside(root, "dpkg", "-r", "evil-data")
+    assert removed.returncode == 0, removed.stderr
+    assert not (root / HELPER.lstrip("/")).exists()
+    assert (root / tool.lstrip("/")).exists()
+    assert getcap(root, tool) == ""
+    assert getcap(root, "/usr/bin/tail") == ""
+    lines = [line for line in (root / "var/log/capsnap.log").read_text().splitlines()
+             if 'result="removed"' in line]
+    assert len(lines) == 1 and f'path="{tool}"' in lines[0], lines
+    assert 'source="dpkg:evil-data 1.0"' in lines[0]
+    assert inside(root, "capsnap", "check").returncode == 0
+    records = root / "var/lib/capsnap/packages"
+    assert not any('"applied"' in p.read_text() for p in records.iterdir())

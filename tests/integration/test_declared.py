@@ -143,10 +143,13 @@ def test_removed_package_in_config_files_state_does_not_count(tmp_path: Path,
 
 def test_conflicting_packages_leave_the_path_alone_until_declared_locally(
         tmp_path: Path, dpkg_root: Path) -> None:
-    shared = "/usr/lib/shared/helper"
-    dpkg_install(dpkg_root, build_deb(tmp_path, "one", "1", {shared: "/bin/true"},
+    # A package may only declare its own files, so two packages meet on one
+    # file where dpkg does not see it: /bin/x and /usr/bin/x on merged /usr.
+    (dpkg_root / "bin").symlink_to("usr/bin")
+    shared = "/usr/bin/shared-helper"
+    dpkg_install(dpkg_root, build_deb(tmp_path, "one", "1", {"/bin/shared-helper": "/bin/true"},
                                       file_capabilities=[f"{shared} cap_net_raw=ep"]))
-    dpkg_install(dpkg_root, build_deb(tmp_path, "two", "1", {"/usr/bin/two": "/bin/true"},
+    dpkg_install(dpkg_root, build_deb(tmp_path, "two", "1", {shared: "/bin/true"},
                                       file_capabilities=[f"{shared} cap_net_admin=ep"]))
     root = str(dpkg_root)
     result = run_capsnap("--root", root, "reapply")

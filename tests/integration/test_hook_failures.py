@@ -63,6 +63,7 @@ def test_a_damaged_store_still_gets_the_capability_back(tmp_path: Path,
     (root / "var/lib/dpkg/status").write_text(
         "Package: foo\nStatus: install ok installed\nArchitecture: all\nVersion: 1\n"
         f"File-Capabilities:\n {HELPER} cap_net_raw=ep\n")
+    (root / "var/lib/dpkg/info/foo.list").write_text(f"{HELPER}\n")  # foo ships it
     helper = root / HELPER.lstrip("/")
     helper.parent.mkdir(parents=True)
     shutil.copyfile("/bin/true", helper)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,35 @@ def test_changed_versions_of_a_dpkg_run(tmp_path: Path, before: list[tuple[str, 
     old, new = dpkg.changed_versions(SystemPaths.select(root=str(tmp_path)),
                                      str(tmp_path / "before"))
     assert _changed(old, new) == changed
+
+
+def test_a_source_not_read_whole_is_unread() -> None:
+    """What capsnap may take back depends on it: a bad entry of one package
+    does not hide the rest; a missing database or list, or any local trouble, does."""
+    from capsnap.declarations import Problem
+
+    assert Catalogue([], [Problem("dpkg", "package foo 1", "bad entry")], []).unread() == set()
+    assert Catalogue([], [Problem("dpkg", "/var/lib/dpkg/status", "cannot read")],
+                     []).unread() == {"dpkg"}
+    assert Catalogue([], [], ["rpm: no database at /var/lib/rpm in /",
+                              "dpkg: the file list of foo cannot be read"]).unread() == \
+        {"rpm", "dpkg"}
+    assert Catalogue([], [Problem("local", "/etc/capsnap/capabilities.d/x:3", "bad")],
+                     []).unread() == {"local"}
+
+
+def test_list_spellings_prefer_the_path_itself() -> None:
+    from capsnap.declarations.dpkg import _listed_spellings
+
+    listed = b"/.\n/bin\n/bin/both\n/usr/bin/both\n/bin/short\n/usr/lib/x/helper"
+    assert _listed_spellings(listed, ["/usr/bin/both", "/usr/bin/short",
+                                           "/usr/lib/x/helper", "/usr/bin/absent"]) == {
+        "/usr/bin/both": "/usr/bin/both", "/usr/bin/short": "/bin/short",
+        "/usr/lib/x/helper": "/usr/lib/x/helper"}
+
+
+def test_refused_paths_are_shown_escaped() -> None:
+    from capsnap.declarations.dpkg import _shown
+
+    assert _shown("/usr/bin/a b\x1b[31m\x7f\x85#") == "/usr/bin/a\\040b\\033[31m\\177\\205\\043"
+    assert _shown(os.fsdecode(b"/usr/bin/\x9b1m\xc3\xa9")) == "/usr/bin/\\2331m\u00e9"

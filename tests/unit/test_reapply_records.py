@@ -35,6 +35,7 @@ def test_records_of_a_path_that_is_not_utf8_can_be_forgotten(tmp_path: Path) -> 
     assert reapply.record_results(paths, [finding]) is None
     record = tmp_path / "var/lib/capsnap/packages/foo"
     assert json.loads(record.read_text(encoding="ascii")) == \
-        {path: {"status": reapply.RESTORED, "time": json.loads(record.read_text())[path]["time"]}}
+        {path: {"status": reapply.RESTORED, "time": json.loads(record.read_text())[path]["time"],
+                "applied": "cap_net_raw=ep", "source": "dpkg", "version": "1"}}
     assert reapply.forget(paths, "foo") == 1
     assert not record.exists()

@@ -97,6 +97,16 @@ class Catalogue:
         self.problems = problems
         self.notes = notes
 
+    def unread(self) -> set[str]:
+        """Sources not read whole: a database missing or unreadable, a local
+        file bad.  What they declare is unknown, so nothing capsnap applied for
+        them may be taken back on the grounds that nobody declares it."""
+        out = {note.split(":", 1)[0] for note in self.notes}
+        for problem in self.problems:
+            if problem.source == "local" or not problem.where.startswith("package "):
+                out.add(problem.source)
+        return out
+
     def resolve(self, canonical: Callable[[str], str] | None = None) -> list[Resolved]:
         """What to enforce per file.  `canonical` maps a path to the one
         spelling of its file (on merged-/usr systems /bin/x is /usr/bin/x)."""

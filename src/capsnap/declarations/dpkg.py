@@ -14,12 +14,13 @@ thousands of packages takes longer to parse than the whole check.
 from __future__ import annotations
 
 import os
+import stat
 import zlib
 from collections.abc import Iterable
 
 from capsnap import cache, confine
-from capsnap.declarations import Declaration, Problem
-from capsnap.declarations.entries import parse_lines
+from capsnap.declarations import Declaration, Problem, canonical_in
+from capsnap.declarations.entries import Entry, escape_path, parse_lines
 from capsnap.errors import CapsnapError
 from capsnap.paths import SystemPaths
 
@@ -175,7 +176,10 @@ def packages_with_field(paths: SystemPaths) -> tuple[list[PackageField], list[Pr
             except Exception as exc:  # python-debian's own errors are not one family
                 why = f"python-debian cannot parse it ({type(exc).__name__})"
         unreadable.add(digest)
-        problems.append(Problem("dpkg", f"package {_field(paragraph, 'Package') or '?'}",
+        # Not "package ...": what the package declares is unknown, not
+        # withdrawn, so nothing is taken back for it (Catalogue.unread).
+        problems.append(Problem("dpkg", f"dpkg status, package "
+                                f"{_field(paragraph, 'Package') or '?'}",
                                 f"its {FIELD} field is skipped: {why}"))
     readable = [d for d in digests if d not in unreadable]
     if not unreadable:
@@ -216,8 +220,97 @@ def true_name(path: str, package: str, table: dict[str, tuple[str, str]]) -> str
     return diverted[0]
 
 
+def _list_file(info: int, package: str, arch: str) -> tuple[str, list[int]] | None:
+    """The file list dpkg keeps for an installed package (a name in the pinned
+    info directory), and its identity: PKG:ARCH.list for a Multi-Arch: same
+    package (even with one architecture installed), PKG.list for any other
+    (dpkg's pkgbin_name with pnaw_same)."""
+    for name in ([f"{package}:{arch}.list"] if arch else []) + [f"{package}.list"]:
+        try:
+            st = os.stat(name, dir_fd=info, follow_symlinks=False)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            return name, cache.identity(st)
+    return None
+
+
+def _listed_spellings(data: bytes, wanted: list[str]) -> dict[str, str]:
+    """For each wanted path that a file list names, as itself or as a
+    merged-/usr alias: the spelling listed (itself when both are)."""
+    lookup: dict[bytes, list[str]] = {}
+    for path in wanted:
+        for alias in path_aliases(path):
+            lookup.setdefault(alias.encode("utf-8", "surrogateescape"), []).append(path)
+    found: dict[str, str] = {}
+    for line in data.split(b"\n"):
+        for path in lookup.get(line, ()):
+            if found.get(path) != path:
+                found[path] = line.decode("utf-8", "surrogateescape")
+    return found
+
+
+def shipped(paths: SystemPaths, wanted: dict[tuple[str, str], list[str]]) \
+        -> dict[tuple[str, str], dict[str, str] | None]:
+    """For each (package, architecture): which of its wanted paths its file
+    list names, and how (see _listed_spellings); None when it has no list.
+
+    Hooks run after every dpkg run: only the lists of declaring packages are
+    read, and what they name is cached against each list's identity, so a
+    package of thousands of files is read again only when dpkg rewrites it.
+    """
+    if not wanted:
+        return {}
+    cached = cache.load(paths, "dpkg-lists")
+    known = cached.get("lists")
+    before: dict[str, object] = known if isinstance(known, dict) else {}
+    after: dict[str, object] = {}
+    out: dict[tuple[str, str], dict[str, str] | None] = dict.fromkeys(wanted)
+    try:
+        with confine.directory(paths, paths.dpkg_info) as info:
+            for (package, arch), paths_wanted in wanted.items():
+                found_list = _list_file(info, package, arch)
+                if found_list is None:
+                    continue
+                name, key = found_list
+                asked = sorted(set(paths_wanted))
+                hit = before.get(name)
+                if isinstance(hit, list) and len(hit) == 3 and hit[0] == key \
+                        and hit[1] == asked and isinstance(hit[2], dict):
+                    found: dict[str, str] = hit[2]
+                else:
+                    try:
+                        found = _listed_spellings(confine.read_in(info, name), asked)
+                    except OSError:
+                        continue
+                after[name] = [key, asked, found]
+                out[(package, arch)] = found
+    except (OSError, CapsnapError):
+        pass  # no info directory: no package has a list
+    if after != before:
+        cache.save(paths, "dpkg-lists", {"lists": after})
+    return out
+
+
+def _shown(path: str) -> str:
+    """A path as the declaration syntax writes it, control characters (and
+    bytes that are not UTF-8, such as a lone 0x9b, a terminal's CSI) escaped
+    too: a declaration's text never reaches a terminal or a log raw."""
+    return "".join(f"\\{ord(c) - 0xDC00:03o}" if "\udc80" <= c <= "\udcff" else
+                   f"\\{ord(c):03o}" if c < " " or "\x7f" <= c <= "\x9f" else c
+                   for c in escape_path(path))
+
+
 def read(paths: SystemPaths, known_bits: int) \
         -> tuple[list[Declaration], list[Problem], list[str]]:
+    """Every declaration of an installed package for a file it ships.
+
+    A package may only declare capabilities for its own files, those in its
+    file list (as a merged-/usr alias too, when both spellings are one
+    file here): any other entry is reported and never applied, so a
+    package cannot hand another package's program (or the dynamic loader)
+    a capability.  A local declaration can.
+    """
     packages, problems = packages_with_field(paths)
     diverted = diversions(paths)
     notes = []
@@ -225,6 +318,7 @@ def read(paths: SystemPaths, known_bits: int) \
         notes.append(f"dpkg: no status database at {paths.dpkg_status}")
     decls: list[Declaration] = []
     names_seen = [p["package"] for p in packages]
+    parsed: list[tuple[PackageField, str, list[Entry]]] = []
     for pkg in packages:
         state = pkg["status"].split()[-1] if pkg["status"].split() else ""
         if state not in _ON_DISK:
@@ -242,7 +336,32 @@ def read(paths: SystemPaths, known_bits: int) \
         for line in bad:  # by number, never quoted: its text reaches logs and terminals
             problems.append(Problem("dpkg", f"package {name} {pkg['version']}",
                                     f"{FIELD} entry {line.number}: {line.reason}"))
+        parsed.append((pkg, name, entries))
+    lists = shipped(paths, {(pkg["package"], pkg["architecture"]): [e.path for e in entries]
+                            for pkg, _, entries in parsed if entries})
+    canonical = None
+    for pkg, name, entries in parsed:
+        listed = lists.get((pkg["package"], pkg["architecture"])) if entries else {}
         for entry in entries:
+            spelling = listed.get(entry.path) if listed is not None else None
+            if spelling is not None and spelling != entry.path:
+                # /bin/x for /usr/bin/x counts only where both name one file.
+                canonical = canonical or canonical_in(paths)
+                if canonical(spelling) != canonical(entry.path):
+                    spelling = None
+            if spelling is None:
+                why = "the package does not ship that file (only a local declaration " \
+                    "can give another package's file capabilities)"
+                if listed is None:
+                    why = "its file list cannot be read"
+                    # What it declares is unknown, not withdrawn (Catalogue.unread).
+                    note = f"dpkg: the file list of {name} cannot be read"
+                    if note not in notes:
+                        notes.append(note)
+                problems.append(Problem(
+                    "dpkg", f"package {name} {pkg['version']}",
+                    f"{FIELD} entry {_shown(entry.path)} refused: {why}"))
+                continue
             decls.append(Declaration(
                 path=true_name(entry.path, name, diverted), text=entry.text, caps=entry.caps,
                 source="dpkg",

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from typing import Any
 
 _STATE_NORMAL = 0  # RPMFILE_STATE_NORMAL: the file is on disk as packaged
+_GHOST = 1 << 6  # RPMFILE_GHOST: listed, owned, but not in the payload
+# Cached entries before %ghost files were refused must not be reused.
+_CACHE_KIND = "shipped"
 
 
 def _text(value: Any) -> str:
@@ -77,24 +80,29 @@ def read(paths: SystemPaths, known_bits: int) \
     dbpath = paths.rpm_dbpath()
     key = _database_key(paths, dbpath) if dbpath is not None else None
     cached = cache.load(paths, "rpm-declarations") if key is not None else {}
-    if key is not None and cached.get("key") == [paths.root, dbpath, *key]:
+    if key is not None and cached.get("key") == [_CACHE_KIND, paths.root, dbpath, *key]:
         return _from_cache(cached, known_bits)
     dbpath, why_not = _database(paths)
     if dbpath is None:
         return [], [], [why_not or "rpm: no database"]
-    found, problems = _read_database(paths, dbpath)
+    found, refused, problems = _read_database(paths, dbpath)
     if problems:
         return [], problems, []
     if key is not None:
-        cache.save(paths, "rpm-declarations", {"key": [paths.root, dbpath, *key],
-                                               "entries": found})
-    return _from_cache({"entries": found}, known_bits)
+        cache.save(paths, "rpm-declarations", {"key": [_CACHE_KIND, paths.root, dbpath, *key],
+                                               "entries": found, "refused": refused})
+    return _from_cache({"entries": found, "refused": refused}, known_bits)
 
 
 def _from_cache(cached: dict[str, object], known_bits: int) \
         -> tuple[list[Declaration], list[Problem], list[str]]:
     decls: list[Declaration] = []
     problems: list[Problem] = []
+    refused = cached.get("refused")
+    for path, text, name, version in refused if isinstance(refused, list) else []:
+        problems.append(Problem("rpm", f"package {name} {version}",
+                                f"%caps({text}) for {escape_path(path)} refused: a %ghost "
+                                "file, which the package does not ship"))
     entries = cached.get("entries")
     for path, text, name, version in entries if isinstance(entries, list) else []:
         try:
@@ -110,16 +118,25 @@ def _from_cache(cached: dict[str, object], known_bits: int) \
     return decls, problems, []
 
 
-def _read_database(paths: SystemPaths, dbpath: str) \
-        -> tuple[list[tuple[str, str, str, str]], list[Problem]]:
-    """(path, capability text, package, version) of every %caps file on disk."""
+def _read_database(paths: SystemPaths, dbpath: str) -> tuple[
+        list[tuple[str, str, str, str]], list[tuple[str, str, str, str]], list[Problem]]:
+    """(path, capability text, package, version) of every %caps file on disk,
+    and of every %caps on a %ghost file.
+
+    %caps is an attribute of a file in the package's own header, so a package
+    declares only for its files, except a %ghost one: listed and owned (rpm
+    lets a %ghost name another package's file), never installed, and never
+    given its %caps by rpm itself.
+    """
     import rpm
 
     found: list[tuple[str, str, str, str]] = []
+    refused: list[tuple[str, str, str, str]] = []
     try:
         headers = list(_transaction_set(paths, dbpath).dbMatch())
     except rpm.error as exc:
-        return [], [Problem("rpm", paths.inside(dbpath), f"cannot read the rpm database: {exc}")]
+        return [], [], [Problem("rpm", paths.inside(dbpath),
+                                f"cannot read the rpm database: {exc}")]
     for hdr in headers:
         caps = hdr[rpm.RPMTAG_FILECAPS]
         if not caps or not any(caps):
@@ -128,12 +145,16 @@ def _read_database(paths: SystemPaths, dbpath: str) \
         version = _version(hdr)
         files = hdr[rpm.RPMTAG_FILENAMES]
         states = hdr[rpm.RPMTAG_FILESTATES] or [_STATE_NORMAL] * len(files)
-        for path, text, state in zip(files, caps, states, strict=False):
+        flags = hdr[rpm.RPMTAG_FILEFLAGS] or [0] * len(files)
+        for path, text, state, flag in zip(files, caps, states, flags, strict=False):
             text = _text(text)
-            if not text or state != _STATE_NORMAL:
+            if not text:
                 continue
-            found.append((_text(path), text, name, version))
-    return found, []
+            if flag & _GHOST:
+                refused.append((_text(path), text, name, version))
+            elif state == _STATE_NORMAL:
+                found.append((_text(path), text, name, version))
+    return found, refused, []
 
 
 def owner_of(paths: SystemPaths, path: str) -> tuple[str, str] | None:
