@@ -102,3 +102,18 @@ def getxattr_or_none(path: Path | str) -> bytes | None:
         return os.getxattr(path, "security.capability", follow_symlinks=False)
     except OSError:
         return None
+
+
+@pytest.fixture(scope="session")
+def capsnap_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """capsnap's own .deb, built once per test run from a copy of the tree."""
+    if shutil.which("dpkg-buildpackage") is None or shutil.which("dh") is None:
+        pytest.skip("dpkg-dev or debhelper missing")
+    top = tmp_path_factory.mktemp("debbuild")
+    source = top / "capsnap"
+    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"))
+    built = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=source,
+                           capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    return next(top.glob("capsnap_*_all.deb"))

@@ -332,9 +332,24 @@ def _reapply_and_take_after(ctx: Context, store: Store, tid: int,
     findings = _reapply(ctx, names, touched, catalogue, store) \
         if names is None or names or touched else []
     installed = tuple(n for n, _, new in changed if new)
+    _forget_purged(ctx, [n for n, _, new in changed if new is None])
     _snapshot(ctx, store, Scope("package", installed) if installed else TRACKED, tid, "after",
               catalogue)
     return findings
+
+
+def _forget_purged(ctx: Context, gone: list[str]) -> None:
+    """capsnap's records of packages purged in the transaction, whatever
+    built them (a postrm made by dh_capsnap does this too)."""
+    from capsnap.declarations import dpkg, rpm
+
+    for name in gone:
+        if dpkg.in_database(ctx.paths, name) or rpm.package_version(ctx.paths, name):
+            continue
+        try:
+            reapply.forget(ctx.paths, name)
+        except CapsnapError as exc:
+            ctx.report(str(exc))
 
 
 def _close(ctx: Context, record: Callable[[Store], list[reapply.Finding]],

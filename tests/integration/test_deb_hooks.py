@@ -24,18 +24,6 @@ pytestmark = [needs_root,
 HELPER = "/usr/lib/foo/bind-helper"
 
 
-@pytest.fixture(scope="session")
-def capsnap_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    top = tmp_path_factory.mktemp("debbuild")
-    source = top / "capsnap"
-    shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"))
-    built = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=source,
-                           capture_output=True, text=True)
-    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    return next(top.glob("capsnap_*_all.deb"))
-
-
 def test_lintian_reports_no_errors(capsnap_deb: Path) -> None:
     if shutil.which("lintian") is None:
         pytest.skip("lintian missing")

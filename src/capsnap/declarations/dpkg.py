@@ -457,6 +457,19 @@ def _package_of(paragraph: bytes) -> bytes:
     return paragraph[start + 8:end if end >= 0 else None].strip()
 
 
+def in_database(paths: SystemPaths, package: str) -> bool:
+    """Whether dpkg still knows the package at all (removed with its
+    configuration files left counts; purged does not)."""
+    name = package.split(":", 1)[0]
+    try:
+        text = _read_status(paths, paths.dpkg_status) if not _journal(paths) else \
+            "\n\n".join(database_paragraphs(paths))
+    except (OSError, CapsnapError):
+        return True  # unknown: keep what capsnap remembers of it
+    needle = f"Package: {name}\n"
+    return text.startswith(needle) or f"\n{needle}" in text
+
+
 def package_version(paths: SystemPaths, package: str) -> str | None:
     """The installed version of one package (name or name:arch), found without
     splitting the whole status file."""
