@@ -36,8 +36,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-from capsnap.errors import OperationFailed, UnsafeTarget
-from capsnap.fileops import Target, birth_time_ns, describe_oserror
+from capsnap import confine
+from capsnap.errors import UnsafeTarget
+from capsnap.fileops import Target, birth_time_ns
 from capsnap.records import NamedTuple
 from capsnap.xattr import XATTR_NAME
 
@@ -78,15 +79,10 @@ class WalkStats:
 
 
 def open_root(root: str) -> int:
-    """A descriptor of the selected root, which every walk starts from.
-
-    The one place a walk names the root by its path; the caller closes the
-    descriptor.
-    """
-    try:
-        return os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise OperationFailed(f"{root}: cannot open the root: {describe_oserror(exc)}") from None
+    """A descriptor of the selected root, which every walk starts from: a
+    duplicate of the one pinned for the process (the same directory that
+    open_target resolves in), for the caller to close."""
+    return os.dup(confine.pin(root).fd)
 
 
 # openat2(2), Linux 5.6: one call opens a relative path with no symlink
