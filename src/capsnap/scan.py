@@ -37,8 +37,8 @@ import time
 from collections.abc import Callable, Iterator
 
 from capsnap import confine
-from capsnap.errors import UnsafeTarget
-from capsnap.fileops import Target, birth_time_ns
+from capsnap.errors import OperationFailed, UnsafeTarget
+from capsnap.fileops import Target, birth_time_ns, describe_oserror
 from capsnap.records import NamedTuple
 from capsnap.xattr import XATTR_NAME
 
@@ -208,8 +208,12 @@ def start_directory(target: Target, root_fd: int) -> str | None:
     or a symlink (never walked, as with getcap -r)."""
     if target.link_target is not None or not stat.S_ISDIR(target.st.st_mode):
         return None
-    real = os.readlink(os.fsencode(target.proc_path))
-    base = os.readlink(f"/proc/self/fd/{root_fd}".encode())
+    try:
+        real = os.readlink(os.fsencode(target.proc_path))
+        base = os.readlink(f"/proc/self/fd/{root_fd}".encode())
+    except OSError as exc:  # no /proc: nothing capsnap reads would work either
+        raise OperationFailed(f"{target.display}: cannot name the directory: "
+                              f"{describe_oserror(exc)}", exc.errno) from None
     if base == b"/":
         return os.fsdecode(real)
     if real == base or real.startswith(base + b"/"):
