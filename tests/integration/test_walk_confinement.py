@@ -168,15 +168,18 @@ def test_directory_swapped_for_a_symlink_mid_walk_is_never_followed(
     pub.mkdir(parents=True)
     pub.chmod(0o1777)
     seconds = 6.0
-    runs = 0
+    runs = raced = 0
     with flipping(pub, host_caps, seconds):
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             if command == "snapshot":
-                found, _ = snapshot_paths(root, tmp_path / f"w{runs}.db", "--path", "/srv/pub")
+                found, err = snapshot_paths(root, tmp_path / f"w{runs}.db", "--path",
+                                            "/srv/pub")
             else:
-                listed = run_cli("--root", str(root), "get", "-r", "/srv/pub").out
-                found = [line.encode() for line in listed.splitlines()]
+                listed = run_cli("--root", str(root), "get", "-r", "/srv/pub")
+                found, err = [line.encode() for line in listed.out.splitlines()], listed.err
             assert found == [], f"the walk followed a swapped directory after {runs} runs"
             runs += 1
+            raced += "/srv/pub/d" in err  # met a swapped directory, and said so
     assert runs >= 5
+    assert raced, f"no walk met a swapped directory in {runs} runs: nothing was tested"
