@@ -63,19 +63,23 @@ def _walk(path: str, root: str, visit_file: Callable[[str, str], None]) -> int:
     """Call visit_file(display, host_path) for each regular file under `path`, in
     the order getcap -r (nftw) visits them; the number of unreadable directories.
 
-    Read-only, so it walks by path as getcap does (symlinks are never
-    descended into); the start is resolved inside the root first.
+    The start is resolved inside the root; below it, each directory is opened
+    under its parent's descriptor without following a symlink (a directory
+    swapped for one meanwhile is reported, not followed), and each file is
+    named through its directory's descriptor.  One descriptor per level of
+    depth is open at a time.
     """
     import stat as stat_mod
 
     from capsnap import fileops
 
     failures = 0
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
-    def visit(display: str, host: str) -> None:
+    def visit(display: str, fd: int) -> None:
         nonlocal failures
         try:
-            with os.scandir(host) as it:
+            with os.scandir(fd) as it:
                 entries = list(it)
         except OSError as exc:
             _err(f"{display}: cannot read directory: {fileops.describe_oserror(exc)}")
@@ -85,13 +89,32 @@ def _walk(path: str, root: str, visit_file: Callable[[str, str], None]) -> int:
         for entry in entries:
             child = f"{base}/{entry.name}"
             if entry.is_dir(follow_symlinks=False):
-                visit(child, entry.path)
+                try:
+                    below = os.open(entry.name, flags, dir_fd=fd)
+                except OSError as exc:
+                    _err(f"{child}: cannot read directory: {fileops.describe_oserror(exc)}")
+                    failures += 1
+                    continue
+                try:
+                    visit(child, below)
+                finally:
+                    os.close(below)
             elif entry.is_file(follow_symlinks=False):
-                visit_file(child, entry.path)
+                # The magic link is the directory itself; the name, one
+                # component, is not followed if it became a symlink.
+                visit_file(child, f"/proc/self/fd/{fd}/{entry.name}")
 
     with fileops.open_target(path, root) as target:
         if stat_mod.S_ISDIR(target.st.st_mode):
-            visit(path, os.readlink(target.proc_path))
+            try:
+                top = os.open(".", flags, dir_fd=target.fd)
+            except OSError as exc:
+                _err(f"{path}: cannot read directory: {fileops.describe_oserror(exc)}")
+                return 1
+            try:
+                visit(path, top)
+            finally:
+                os.close(top)
         elif target.is_regular:
             visit_file(path, "")
     return failures

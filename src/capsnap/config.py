@@ -53,8 +53,11 @@ def load(paths: SystemPaths) -> tuple[Config, list[str]]:
                 config = config._replace(strict=_BOOLEAN[value.lower()])
         elif key == "roots":
             roots = tuple(value.split())
-            if not roots or not all(r.startswith("/") for r in roots):
-                problems.append(f"{where}: roots must be absolute paths, skipped")
+            # Roots are walked inside --root: one that climbs out is refused.
+            if not roots or not all(r.startswith("/") and ".." not in r.split("/")
+                                    for r in roots):
+                problems.append(f"{where}: roots must be absolute paths without '..', "
+                                "skipped")
             else:
                 config = config._replace(roots=roots)
         elif key == "wait":

@@ -6,6 +6,15 @@ the few files whose attribute list names security.capability.  (A getxattr
 on every file would raise an OSError per file without the attribute, which
 is most of the cost of a naive walk.)
 
+Walks run on untrusted trees (an image under --root, a world-writable /srv)
+as root, so they go by descriptor, never by path: the root is opened once,
+each start directory and each directory below it is opened under a pinned
+descriptor with no symlink followed and no mount point crossed, and the
+files are named from inside their directory.  A directory swapped for a
+symlink mid-walk is refused, not followed.  No descriptor is kept per
+directory still to read (a tree can hold millions): each is opened again
+from its start, which openat2 does in one call.
+
 Directories are read in parallel by forked worker processes, each walking
 its share of the tree: threads would not help, as the per-entry work holds
 the GIL (measured: 2 threads were slower than 1 on these machines, 2
@@ -18,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import errno
+import functools
 import marshal
 import os
 import stat
@@ -26,7 +36,9 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 
-from capsnap.fileops import birth_time_ns
+from capsnap import confine
+from capsnap.errors import OperationFailed, UnsafeTarget
+from capsnap.fileops import Target, birth_time_ns, describe_oserror
 from capsnap.records import NamedTuple
 from capsnap.xattr import XATTR_NAME
 
@@ -66,49 +78,212 @@ class WalkStats:
         return sum(p[1] for p in self.parts)
 
 
-def mount_points(root: str) -> set[bytes]:
-    """Mount points at or under `root`: where a one-filesystem walk stops."""
+def open_root(root: str) -> int:
+    """A descriptor of the selected root, which every walk starts from: a
+    duplicate of the one pinned for the process (the same directory that
+    open_target resolves in), for the caller to close."""
+    return os.dup(confine.pin(root).fd)
+
+
+# openat2(2), Linux 5.6: one call opens a relative path with no symlink
+# followed on the way (RESOLVE_NO_SYMLINKS), nothing above the directory it
+# starts from (RESOLVE_BENEATH) and, inside a walk, no mount point crossed
+# (RESOLVE_NO_XDEV, which stops at bind mounts of the same filesystem too).
+_SYS_OPENAT2 = 437  # the same on every architecture (the unified syscall table)
+_RESOLVE_NO_XDEV = 0x01
+_RESOLVE_NO_MAGICLINKS = 0x02
+_RESOLVE_NO_SYMLINKS = 0x04
+_RESOLVE_BENEATH = 0x08
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@functools.cache
+def _openat2() -> Callable[[int, bytes, bytes], int] | None:
+    """openat2 through ctypes, or None where the kernel (or a seccomp
+    filter, which answers EPERM) does not offer it."""
+    import ctypes
+
+    try:
+        syscall = ctypes.CDLL(None, use_errno=True).syscall
+    except (OSError, AttributeError):
+        return None
+    syscall.restype = ctypes.c_long
+
+    def call(dir_fd: int, path: bytes, how: bytes) -> int:
+        # Plain ints and bytes (passed as C int and char *, an int widened to
+        # its register by libffi): wrapping each argument in a ctypes object
+        # would cost more than the system call.
+        fd: int = syscall(_SYS_OPENAT2, dir_fd, path, how, len(how))
+        if fd < 0:
+            number = ctypes.get_errno()
+            raise OSError(number, os.strerror(number), os.fsdecode(path))
+        return fd
+
+    try:
+        os.close(call(-100, b"/", struct.pack("=QQQ", os.O_PATH | os.O_DIRECTORY |
+                                              os.O_CLOEXEC, 0, _RESOLVE_NO_SYMLINKS)))
+    except OSError:
+        return None  # ENOSYS before 5.6; EPERM or ENOSYS from container filters
+    return call
+
+
+class _Opener:
+    """Opens a directory by a path relative to a pinned one (b"" for itself),
+    following no symlink and never leaving it; with `same_mount`, crossing no
+    mount point either."""
+
+    def __init__(self, same_mount: bool) -> None:
+        self.openat2 = _openat2()
+        resolve = _RESOLVE_BENEATH | _RESOLVE_NO_SYMLINKS | _RESOLVE_NO_MAGICLINKS
+        self.how = struct.pack("=QQQ", _DIRECTORY, 0,
+                               resolve | (_RESOLVE_NO_XDEV if same_mount else 0))
+
+    def __call__(self, base_fd: int, relative: bytes) -> int:
+        if self.openat2 is not None:
+            attempts = 3
+            while True:
+                try:
+                    return self.openat2(base_fd, relative or b".", self.how)
+                except OSError as exc:
+                    # EAGAIN: a rename or mount elsewhere raced the lookup.
+                    attempts -= 1
+                    if exc.errno != errno.EAGAIN or not attempts:
+                        raise
+        # Without openat2, one component at a time with O_NOFOLLOW; mount
+        # points are then the walk's business (mountinfo and st_dev).
+        fd = base_fd
+        try:
+            for name in relative.split(b"/"):
+                if name == b"..":
+                    raise OSError(errno.EXDEV, "'..' in a walked path", os.fsdecode(relative))
+                if name in (b"", b"."):
+                    continue
+                below = os.open(name, _DIRECTORY, dir_fd=fd)
+                if fd != base_fd:
+                    os.close(fd)
+                fd = below
+            if fd == base_fd:
+                fd = os.open(".", _DIRECTORY, dir_fd=base_fd)
+        except BaseException:
+            if fd != base_fd:
+                os.close(fd)
+            raise
+        return fd
+
+
+def _why(exc: OSError) -> str:
+    # O_NOFOLLOW|O_DIRECTORY on a symlink: ELOOP or ENOTDIR, by kernel path.
+    if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+        return "not a directory, or a symbolic link (never followed)"
+    return exc.strerror or str(exc)
+
+
+def _mount_points() -> list[bytes]:
+    """Every mount point of this process's namespace."""
     import re  # only walks need it; hooks import this module too
 
-    out: set[bytes] = set()
-    base = os.fsencode(root.rstrip("/"))
+    out: list[bytes] = []
     try:
         with open("/proc/self/mountinfo", "rb") as f:
             for line in f:
                 fields = line.split(b" ")
                 if len(fields) > 4:
                     # mountinfo escapes space, tab, newline and backslash in octal.
-                    point = re.sub(rb"\\([0-7]{3})",
-                                   lambda m: bytes([int(m.group(1), 8)]), fields[4])
-                    if not base or point == base or point.startswith(base + b"/"):
-                        out.add(point)
+                    out.append(re.sub(rb"\\([0-7]{3})",
+                                      lambda m: bytes([int(m.group(1), 8)]), fields[4]))
     except OSError:
         pass
     return out
 
 
-def expand_roots(root: str, patterns: tuple[str, ...] = DEFAULT_ROOTS) -> list[str]:
-    """Existing real directories for the root patterns, each once.
+def _below(directory: bytes, points: list[bytes]) -> frozenset[bytes]:
+    """The mount points strictly under `directory`, relative to it."""
+    base = directory.rstrip(b"/") + b"/"
+    return frozenset(p[len(base):] for p in points if p.startswith(base) and len(p) > len(base))
 
-    On merged-/usr systems /bin is a symlink to usr/bin: following it would
-    only walk /usr/bin twice, so symlinked roots are skipped.
+
+def start_directory(target: Target, root_fd: int) -> str | None:
+    """The directory an opened target is, named from the root as walk()
+    takes it: no symlink is left in the name.  None when it is no directory,
+    or a symlink (never walked, as with getcap -r)."""
+    if target.link_target is not None or not stat.S_ISDIR(target.st.st_mode):
+        return None
+    try:
+        real = os.readlink(os.fsencode(target.proc_path))
+        base = os.readlink(f"/proc/self/fd/{root_fd}".encode())
+    except OSError as exc:  # no /proc: nothing capsnap reads would work either
+        raise OperationFailed(f"{target.display}: cannot name the directory: "
+                              f"{describe_oserror(exc)}", exc.errno) from None
+    if base == b"/":
+        return os.fsdecode(real)
+    if real == base or real.startswith(base + b"/"):
+        return os.fsdecode(real[len(base):] or b"/")
+    raise UnsafeTarget(f"{target.display}: is {os.fsdecode(real)} now, not under the root "
+                       f"{os.fsdecode(base)} (was the root moved?)")
+
+
+def _has_magic(part: bytes) -> bool:
+    return any(m in part for m in (b"*", b"?", b"["))
+
+
+def expand_roots(root_fd: int, patterns: tuple[str, ...] = DEFAULT_ROOTS) -> list[str]:
+    """The existing directories the root patterns name, from the root, each once.
+
+    Components are taken as they are in the root: a symlink on the way is
+    not followed.  On merged-/usr systems /bin leads to usr/bin, which is
+    walked anyway; in an image, a link could lead anywhere, the host
+    included.  A pattern with '..' names nothing (config refuses them).
     """
-    import glob
+    import fnmatch
 
-    base = root.rstrip("/")
+    opener = _Opener(same_mount=False)
     out: list[str] = []
     seen: set[tuple[int, int]] = set()
     for pattern in patterns:
-        for host in sorted(glob.glob(base + pattern)) if "*" in pattern else [base + pattern]:
-            if os.path.islink(host) or not os.path.isdir(host):
+        parts = [p for p in os.fsencode(pattern).split(b"/") if p not in (b"", b".")]
+        if b".." in parts:
+            continue
+        candidates = [b""]
+        for part in parts:
+            if not _has_magic(part):
+                candidates = [c + b"/" + part if c else part for c in candidates]
                 continue
-            st = os.stat(host)
+            matched: list[bytes] = []
+            for candidate in candidates:
+                try:
+                    fd = opener(root_fd, candidate)
+                except OSError:
+                    continue
+                try:
+                    names = sorted(os.fsencode(n) for n in os.listdir(fd))
+                except OSError:
+                    names = []
+                finally:
+                    os.close(fd)
+                # As glob: a wildcard does not match a leading dot.
+                matched.extend(candidate + b"/" + n if candidate else n for n in names
+                               if fnmatch.fnmatchcase(n, part)
+                               and (part.startswith(b".") or not n.startswith(b".")))
+            candidates = matched
+        for candidate in candidates:
+            named = "/" + os.fsdecode(candidate)
+            if is_pseudo(named):
+                continue
+            try:
+                fd = opener(root_fd, candidate)
+            except OSError:
+                continue
+            try:
+                st = os.fstat(fd)
+            finally:
+                os.close(fd)
             if (st.st_dev, st.st_ino) in seen:
                 continue
             seen.add((st.st_dev, st.st_ino))
-            out.append(host)
+            out.append(named)
     # A root inside another one (/usr/local in /usr) is walked with its parent.
-    return [r for r in out if not any(r != o and r.startswith(o + "/") for o in out)]
+    return [r for r in out
+            if not any(r != o and r.startswith(o.rstrip("/") + "/") for o in out)]
 
 
 def is_pseudo(path: str) -> bool:
@@ -137,81 +312,183 @@ def _receive(fd: int) -> Iterator[Any]:
             buffer = buffer[4 + size:]
 
 
-class _Walker:
-    """One process's share of a walk."""
+class _Start(NamedTuple):
+    path: bytes  # from the root, without a trailing slash: b"/usr", b"" for the root
+    fd: int
+    dev: int
+    stops: frozenset[bytes]  # mount points under it, relative to it
 
-    def __init__(self, prefix: int, stops: set[bytes]) -> None:
-        self.prefix = prefix
-        self.stops = stops
+
+# A directory still to read: its start's index, and its path from the start.
+_Item = tuple[int, bytes]
+
+
+class _Walker:
+    """One process's share of a walk.
+
+    Each directory is opened below its start's pinned descriptor with
+    nothing followed (openat2, or O_NOFOLLOW per component), so a directory
+    swapped for a symlink after its parent was read is not entered, and is
+    counted unreadable.  Its files are then named from inside it: the walker
+    changes into the directory (one component for the kernel to resolve,
+    cheaper than a path from the start) or, where it could not come back to
+    the working directory, goes through /proc/self/fd.
+    """
+
+    def __init__(self, starts: list[_Start], opener: _Opener, home: int | None,
+                 by_cwd: bool) -> None:
+        self.starts = starts
+        self.opener = opener
+        self.home = home  # the working directory to come back to; None: never
+        self.by_cwd = by_cwd
+        self.away = False
         self.files = 0
         self.directories = 0
         self.unreadable: list[tuple[bytes, str]] = []
 
-    def read_directory(self, path: bytes, todo: list[bytes]) -> list[Found]:
+    def come_back(self) -> None:
+        """Back in the caller's working directory, before the caller runs again."""
+        if self.away and self.home is not None:
+            os.fchdir(self.home)
+            self.away = False
+
+    def read_directory(self, item: _Item, todo: list[_Item]) -> list[Found]:
+        index, relative = item
+        start = self.starts[index]
+        where = start.path + b"/" + relative if relative else start.path
         found: list[Found] = []
         try:
-            entries = os.scandir(path)
+            fd = self.opener(start.fd, relative)
         except OSError as exc:
-            self.unreadable.append((path, exc.strerror or str(exc)))
+            if exc.errno != errno.EXDEV:  # a mount point: one filesystem per walk
+                self.unreadable.append((where or b"/", _why(exc)))
             return found
-        with entries:
-            for entry in entries:
-                if entry.is_dir(follow_symlinks=False):
-                    if entry.path not in self.stops:  # one filesystem: stop at mounts
-                        todo.append(entry.path)
-                elif entry.is_file(follow_symlinks=False):
-                    self.files += 1
-                    try:
-                        names = os.listxattr(entry.path, follow_symlinks=False)
-                    except OSError:
-                        continue  # vanished, or a filesystem without xattrs
-                    if XATTR_NAME not in names:
-                        continue
-                    try:
-                        raw = os.getxattr(entry.path, XATTR_NAME, follow_symlinks=False)
-                        st = entry.stat(follow_symlinks=False)
-                    except OSError as exc:
-                        if exc.errno not in (errno.ENODATA, errno.ENOENT):
-                            self.unreadable.append((entry.path, exc.strerror or str(exc)))
-                        continue
-                    if stat.S_ISREG(st.st_mode):
-                        found.append(Found(entry.path[self.prefix:], raw, st.st_ino,
-                                           st.st_size, st.st_mtime_ns,
-                                           birth_time_ns(entry.path)))
+        try:
+            if os.fstat(fd).st_dev != start.dev:
+                return found  # another filesystem without a mount here (btrfs subvolume)
+            if self.by_cwd:
+                os.fchdir(fd)
+                self.away = True
+                prefix = ""
+            else:
+                prefix = f"/proc/self/fd/{fd}/"
+            entries = os.scandir(fd)
+        except OSError as exc:
+            os.close(fd)
+            self.unreadable.append((where or b"/", _why(exc)))
+            return found
+        try:
+            with entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        name = os.fsencode(entry.name)
+                        below = relative + b"/" + name if relative else name
+                        if not start.stops or below not in start.stops:
+                            todo.append((index, below))
+                    elif entry.is_file(follow_symlinks=False):
+                        self.files += 1
+                        local = prefix + entry.name
+                        try:
+                            names = os.listxattr(local, follow_symlinks=False)
+                        except OSError:
+                            continue  # vanished, or a filesystem without xattrs
+                        if XATTR_NAME not in names:
+                            continue
+                        name = os.fsencode(entry.name)
+                        try:
+                            raw = os.getxattr(local, XATTR_NAME, follow_symlinks=False)
+                            st = entry.stat(follow_symlinks=False)
+                        except OSError as exc:
+                            if exc.errno not in (errno.ENODATA, errno.ENOENT):
+                                self.unreadable.append((where + b"/" + name, _why(exc)))
+                            continue
+                        if stat.S_ISREG(st.st_mode):
+                            found.append(Found(where + b"/" + name, raw, st.st_ino,
+                                               st.st_size, st.st_mtime_ns,
+                                               birth_time_ns(name, fd=fd)))
+        finally:
+            os.close(fd)
         self.directories += 1
         return found
 
 
-def _frontier(walker: _Walker, hosts: list[bytes], wanted: int,
-              found: list[Found]) -> list[bytes]:
+def _frontier(walker: _Walker, level: list[_Item], wanted: int,
+              found: list[Found]) -> list[_Item]:
     """Read the top of the tree breadth first until there is work to share."""
-    level = list(hosts)
     for _ in range(3):
         if len(level) >= wanted:
             break
-        below: list[bytes] = []
+        below: list[_Item] = []
         for directory in level:
             found.extend(walker.read_directory(directory, below))
         level = below
     return level
 
 
-def walk(hosts: list[str], root: str, stats: WalkStats,
+def _open_starts(starts: list[str], root_fd: int,
+                 unreadable: list[tuple[bytes, str]]) -> list[_Start]:
+    opener = _Opener(same_mount=False)
+    points: list[bytes] | None = None
+    out: list[_Start] = []
+    for start in starts:
+        path = os.fsencode(start).rstrip(b"/")
+        try:
+            fd = opener(root_fd, path.lstrip(b"/"))
+        except OSError as exc:
+            unreadable.append((path or b"/", _why(exc)))
+            continue
+        if points is None:
+            points = _mount_points()
+        try:
+            real = os.readlink(f"/proc/self/fd/{fd}".encode())
+        except OSError:
+            real = b""  # no /proc: openat2 still stops at mounts, and st_dev at filesystems
+        out.append(_Start(path, fd, os.fstat(fd).st_dev,
+                          _below(real, points) if real else frozenset()))
+    return out
+
+
+def walk(starts: list[str], root_fd: int, stats: WalkStats,
          progress: Callable[[WalkStats], None] | None = None,
          workers: int = WORKERS) -> Iterator[Found]:
-    """Files with capabilities under the host directories, streamed.
+    """Files with capabilities under the start directories, streamed.
 
-    Each host directory is walked on its own filesystem only: the walk does
-    not descend into mount points.  Directories that cannot be read are
-    counted in `stats`, never fatal.
+    `starts` are directories named from the root ("/usr"), as expand_roots
+    and start_directory give them.  They and every directory under them are
+    opened below `root_fd` without following a symlink, so the walk never
+    leaves the root, whatever is renamed or swapped meanwhile.  Each start is
+    walked on its own filesystem only: the walk does not descend into mount
+    points.  Directories that cannot be read are counted in `stats`, never
+    fatal.
     """
-    if not hosts:
+    if not starts:
         return  # a hook's snapshot of packages and tracked paths walks nothing
-    prefix = len(root.rstrip("/").encode()) if root != "/" else 0
-    encoded = [os.fsencode(h) for h in hosts]
-    walker = _Walker(prefix, mount_points(root) - set(encoded))
+    unreadable: list[tuple[bytes, str]] = []
+    opened = _open_starts(starts, root_fd, unreadable)
+    try:
+        home: int | None = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        home = None
+    try:
+        yield from _walk_opened(opened, home, unreadable, stats, progress, workers)
+    finally:
+        if home is not None:
+            os.fchdir(home)
+            os.close(home)
+        for start in opened:
+            os.close(start.fd)
+
+
+def _walk_opened(starts: list[_Start], home: int | None,
+                 unreadable: list[tuple[bytes, str]], stats: WalkStats,
+                 progress: Callable[[WalkStats], None] | None,
+                 workers: int) -> Iterator[Found]:
+    opener = _Opener(same_mount=True)
+    walker = _Walker(starts, opener, home, by_cwd=home is not None)
+    walker.unreadable.extend(unreadable)
     early: list[Found] = []
-    frontier = _frontier(walker, encoded, 64 * workers, early) if workers > 1 else encoded
+    level: list[_Item] = [(i, b"") for i in range(len(starts))]
+    frontier = _frontier(walker, level, 64 * workers, early) if workers > 1 else level
     shares = [frontier[i::workers] for i in range(workers)] if workers > 1 else [frontier]
     children: list[tuple[int, int]] = []  # (pid, read end)
     for share in shares[1:]:
@@ -229,7 +506,8 @@ def walk(hosts: list[str], root: str, stats: WalkStats,
             status = 1
             try:
                 os.close(read_end)
-                worker = _Walker(prefix, walker.stops)
+                # A worker never goes back: it can always read from inside.
+                worker = _Walker(starts, opener, None, by_cwd=True)
                 todo = list(share)
                 while todo:
                     for item in worker.read_directory(todo.pop(), todo):
@@ -264,6 +542,7 @@ def walk(hosts: list[str], root: str, stats: WalkStats,
         while inbox:
             index, record = inbox.popleft()
             if record[0] == "found":
+                walker.come_back()  # the caller runs at each yield
                 yield Found(*record[1])
             elif record[0] == "count":
                 child_counts[index] = [record[1], record[2]]
@@ -272,14 +551,16 @@ def walk(hosts: list[str], root: str, stats: WalkStats,
                 walker.unreadable.extend(record[3])
 
     def publish() -> None:
+        walker.come_back()  # the caller's progress runs next
         stats.parts = [[walker.files, walker.directories], *child_counts]
-        stats.unreadable = [(os.fsdecode(p[prefix:] or b"/"), why)
-                            for p, why in walker.unreadable]
+        stats.unreadable = [(os.fsdecode(p), why) for p, why in walker.unreadable]
 
     last = time.monotonic()
     pending: list[Found] = early
     todo = list(shares[0])
     while True:
+        if pending:
+            walker.come_back()  # the caller runs at each yield
         for item in pending:
             stats.found += 1
             yield item
@@ -294,6 +575,7 @@ def walk(hosts: list[str], root: str, stats: WalkStats,
             last = time.monotonic()
             publish()
             progress(stats)
+    walker.come_back()
     for reader in readers:
         while reader.is_alive():
             reader.join(0.25)

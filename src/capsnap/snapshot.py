@@ -81,16 +81,20 @@ def _row(path: bytes, raw: bytes | None, present: bool, known_bits: int,
 
 def probe(path: str, paths: SystemPaths, known_bits: int) -> Row:
     """One path as it is now, resolved inside the root like every capsnap path."""
-    encoded = os.fsencode(path)
     try:
         with fileops.open_target(path, paths.root) as target:
-            if target.link_target is not None or not stat.S_ISREG(target.st.st_mode):
-                return _row(encoded, None, True, known_bits)  # no inode: not a file
-            raw = fileops.read_raw(target)
-            return _row(encoded, raw, True, known_bits, target.st,
-                        btime_ns=fileops.birth_time_ns(fd=target.fd))
+            return _probe_target(target, known_bits)
     except OperationFailed:
-        return _row(encoded, None, False, known_bits)
+        return _row(os.fsencode(path), None, False, known_bits)
+
+
+def _probe_target(target: fileops.Target, known_bits: int) -> Row:
+    encoded = os.fsencode(target.display)
+    if target.link_target is not None or not stat.S_ISREG(target.st.st_mode):
+        return _row(encoded, None, True, known_bits)  # no inode: not a file
+    raw = fileops.read_raw(target)
+    return _row(encoded, raw, True, known_bits, target.st,
+                btime_ns=fileops.birth_time_ns(fd=target.fd))
 
 
 def same_file(before: Row, now: Row) -> bool:
@@ -147,6 +151,36 @@ def attribute(paths: SystemPaths, rows: list[Row],
     return out
 
 
+def _walked_rows(paths: SystemPaths, scope: Scope, root_fd: int, known_bits: int,
+                 stats: scan.WalkStats, progress: Callable[[scan.WalkStats], None] | None,
+                 roots: tuple[str, ...]) -> Iterator[Row]:
+    """The rows of a "full" or "path" scope: its directories walked inside
+    the root, and the paths of a "path" scope that are not directories."""
+    to_walk = scan.expand_roots(root_fd, roots) if scope.kind == "full" else []
+    for path in scope.items if scope.kind == "path" else ():
+        start: str | None = None
+        row: Row | None = None
+        if not scan.is_pseudo(path):
+            # One resolution (a hook's scope can be thousands of files):
+            # a directory is walked from where it really is, anything else probed.
+            try:
+                with fileops.open_target(path, paths.root) as target:
+                    start = scan.start_directory(target, root_fd)
+                    row = _probe_target(target, known_bits) if start is None else None
+            except OperationFailed:
+                row = _row(os.fsencode(path), None, False, known_bits)
+        if scan.is_pseudo(start or path):
+            raise InvalidInput(f"{path}: a pseudo filesystem; capsnap never walks "
+                               f"{', '.join(scan.PSEUDO)}")
+        if start is not None:
+            to_walk.append(start)
+        elif row is not None:
+            yield row
+    for found in scan.walk(to_walk, root_fd, stats, progress):
+        yield Row(found.path, found.raw, *_text(found.raw, known_bits), None, None, True,
+                  found.inode, found.size, found.mtime_ns, found.btime_ns)
+
+
 def live_rows(paths: SystemPaths, scope: Scope, known_bits: int,
               extra: Iterable[bytes] = (), stats: scan.WalkStats | None = None,
               progress: Callable[[scan.WalkStats], None] | None = None,
@@ -160,9 +194,13 @@ def live_rows(paths: SystemPaths, scope: Scope, known_bits: int,
     """
     stats = stats if stats is not None else scan.WalkStats()
     rows: dict[bytes, Row] = {}
-    to_walk: list[str] = []
-    if scope.kind == "full":
-        to_walk = scan.expand_roots(paths.root, roots)
+    if scope.kind in ("full", "path"):
+        root_fd = scan.open_root(paths.root)
+        try:
+            for row in _walked_rows(paths, scope, root_fd, known_bits, stats, progress, roots):
+                rows[row.path] = row
+        finally:
+            os.close(root_fd)
     elif scope.kind == "package":
         for package in scope.items:
             try:
@@ -175,23 +213,8 @@ def live_rows(paths: SystemPaths, scope: Scope, known_bits: int,
                 row = probe(path, paths, known_bits)
                 if not row.present or row.inode is not None:  # files, not directories
                     rows[row.path] = row._replace(package=owner[0], version=owner[1])
-    elif scope.kind == "path":
-        for path in scope.items:
-            if scan.is_pseudo(path):
-                raise InvalidInput(f"{path}: a pseudo filesystem; capsnap never walks "
-                                   f"{', '.join(scan.PSEUDO)}")
-            host = paths.inside(path)
-            if os.path.isdir(host) and not os.path.islink(host):
-                to_walk.append(host)
-            else:
-                row = probe(path, paths, known_bits)
-                rows[row.path] = row
     elif scope.kind != "tracked":
         raise InvalidInput(f"unknown snapshot scope {scope.kind!r}")
-    for found in scan.walk(to_walk, paths.root, stats, progress):
-        rows[found.path] = Row(found.path, found.raw, *_text(found.raw, known_bits), None,
-                               None, True, found.inode, found.size, found.mtime_ns,
-                               found.btime_ns)
     for wanted in extra:
         if wanted not in rows:
             rows[wanted] = probe(os.fsdecode(wanted), paths, known_bits)
