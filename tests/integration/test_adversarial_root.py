@@ -917,6 +917,90 @@ def test_state_directories_swapped_for_symlinks_during_runs_never_win(
     assert runs >= 10, runs
 
 
+WALK_FLIP = """
+import os, time
+d, hostcaps = PUB, HOSTCAPS
+for i in range(1500):
+    os.mkdir(f"{d}/a{i}")
+os.mkdir(d + "/d")
+os.symlink("nowhere", d + "/started")
+end = time.time() + 60
+while time.time() < end:
+    time.sleep(0.02); os.rename(d + "/d", d + "/dd"); os.symlink(hostcaps, d + "/d")
+    time.sleep(0.02); os.unlink(d + "/d"); os.rename(d + "/dd", d + "/d")
+"""
+
+
+def test_walk_with_a_directory_swapped_for_a_symlink_never_leaves_the_root(
+        world_dir: Path) -> None:
+    """The review's walk race (section 9, fixed by item 1's walk by fd): a
+    user swaps a directory of a world-writable one in the tree for a link to
+    a host directory between readdir and the descent.  No snapshot may
+    record the host's file with a capability."""
+    import json
+
+    root = make_dpkg_root(world_dir / "wroot")
+    pub = root / "srv/pub"
+    pub.mkdir(parents=True)
+    for dirpath, dirnames, _ in os.walk(world_dir):
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o755)
+    pub.chmod(0o1777)
+    hostcaps = world_dir / "hostcaps"
+    hostcaps.mkdir(mode=0o755)
+    tool = copy_binary("/usr/bin/true", hostcaps / "secret-tool")
+    os.setxattr(tool, "security.capability", _net_raw_xattr())
+    db = world_dir / "walk.db"
+    script = WALK_FLIP.replace("PUB, HOSTCAPS", f"{str(pub)!r}, {str(hostcaps)!r}")
+    runs = 0
+    with flipper(script, world_dir) as proc:
+        wait_for(lambda: (pub / "started").is_symlink(), proc)
+        end = time.monotonic() + RACE_SECONDS
+        while time.monotonic() < end:
+            result = capsnap("--root", str(root), "--db", str(db), "snapshot", "--path",
+                             "/srv/pub", timeout=60)
+            assert_well_behaved(result, hook=False)
+            runs += result.status == 0
+    listed = capsnap("--db", str(db), "snapshots", "--json")
+    assert listed.status == 0, listed
+    escaped = [s for s in json.loads(listed.out) if s["entries"]]
+    assert not escaped, f"{len(escaped)} of {runs} snapshots recorded the host's file"
+    assert runs >= 5, runs
+
+
+# Symlink text a planted link shows if a message quotes it: escape
+# sequences, a carriage return, a forged log line and a raw C1 byte.
+NASTY = b"planted-\x1b[2J\x1b[H\rforged\n2026-12-01T00:00:00+0000 reapply result=\"restored\"\x9b"
+
+
+@pytest.mark.parametrize(("relative", "command", "mechanism"), [
+    ("var/log/capsnap.log", "reapply", "opt"),
+    ("var/log/capsnap.log", "hook:apt-post-invoke", "env"),
+    ("var/lib/capsnap/transaction-open", "hook:apt-pre-invoke", "env"),
+    ("var/lib/capsnap/packages/foo.new", "hook:dpkg-post-invoke", "env"),
+    ("var/lib/capsnap/capsnap.db", "hook:apt-pre-invoke", "opt"),
+    ("etc/capsnap/capabilities.d/x.capabilities", "hook:apt-post-invoke", "env"),
+    ("etc/capsnap/capsnap.conf", "hook:dpkg-triggered", "env"),
+    ("var/cache/capsnap", "reapply", "env"),
+    ("usr/bin/helper", "hook:apt-post-invoke", "env"),
+])
+def test_link_text_never_reaches_output_or_log_raw(tmp_path: Path, seeded_db: Path,
+                                                   relative: str, command: str,
+                                                   mechanism: str) -> None:
+    """Whatever capsnap says about a planted link (refused, skipped, not
+    followed), the link's text reaches stderr and the log escaped."""
+    world = make_world(tmp_path, seeded_db)
+    link = world.root / relative
+    if link.is_dir():
+        shutil.rmtree(link)
+    elif link.exists():
+        link.unlink()
+    os.symlink(os.fsencode(world.host) + b"/" + NASTY, link)
+    before = fingerprint(world.host)
+    result = run_command(world, command, mechanism)
+    assert_confined(world, before, result, hook=command.startswith("hook:"))
+
+
 # --- item 6: modes
 
 
