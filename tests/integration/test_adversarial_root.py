@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -387,7 +388,7 @@ PLANTS = (
 VARIANTS = (("env", "abs"), ("opt", "rel"))
 
 
-def _cases() -> list[object]:
+def _cases() -> list[Any]:
     cases = []
     for p in PLANTS:
         for command in p.commands:
@@ -1036,6 +1037,30 @@ def test_umask_000_makes_nothing_writable_by_others(tmp_path: Path, command: str
     assert created, "the command created nothing: nothing was tested"
     loose = {p: oct(stat.S_IMODE(m)) for p, m in created.items() if m & 0o022}
     assert not loose, loose
+
+
+def test_reproducer_umask_000_then_a_planted_record_link(world_dir: Path,
+                                                         seeded_db: Path) -> None:
+    """Section 6 as the review ran it: a hook under umask 000 first, then
+    the local user plants packages/foo.new -> a root file, then the next hook."""
+    world = make_world(world_dir, seeded_db)
+    for d in ("var/lib/capsnap", "var/cache/capsnap"):
+        shutil.rmtree(world.root / d)
+    for dirpath, dirnames, _ in os.walk(world_dir):  # the attacker may reach the tree
+        for name in dirnames:
+            os.chmod(os.path.join(dirpath, name), 0o755)
+    important = world.host / "important.conf"
+    important.write_bytes(CANARY)
+    first = run_command(world, "hook:apt-post-invoke", "env", umask=0)
+    assert_well_behaved(first, hook=True)
+    packages = world.root / "var/lib/capsnap/packages"
+    planted = subprocess.run([*AS_ATTACKER, "ln", "-s", str(important),
+                              str(packages / "foo.new")], capture_output=True, check=False)
+    before = fingerprint(world.host)
+    second = run_command(world, "hook:apt-post-invoke", "env")
+    assert_confined(world, before, second, hook=True)
+    assert important.read_bytes() == CANARY
+    assert planted.returncode != 0, "a local user could write the records directory"
 
 
 INSECURE = [(how, *run) for how in ("records-0777", "records-of-4242")
