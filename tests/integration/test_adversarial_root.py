@@ -142,8 +142,13 @@ def make_host(host: Path, db: Path | None = None) -> None:
     (host / "secret").write_bytes(SECRET)
     (host / "secret").chmod(0o600)
     (host / "dir/keep").write_bytes(CANARY)
-    # Read by `undeclare` (and changed) if capabilities.d led here.
-    (host / "dir/victim.capabilities").write_text("/usr/bin/gone cap_net_bind_service=ep\n")
+    # What capsnap would read as declarations and settings, and `undeclare`
+    # would change, if etc/capsnap or etc/capsnap/capabilities.d led here.
+    (host / "dir/capabilities.d").mkdir()
+    for d in (host / "dir", host / "dir/capabilities.d"):
+        (d / "victim.capabilities").write_text("/usr/bin/gone cap_net_bind_service=ep\n")
+        (d / "secret.capabilities").write_bytes(SECRET)
+    (host / "dir/capsnap.conf").write_bytes(SECRET)
     if db is not None:  # what `prune` and the hooks would change if the state dir led here
         shutil.copyfile(db, host / "dir/capsnap.db")
     (host / "usr/bin").mkdir(parents=True)
@@ -244,7 +249,8 @@ def assert_confined(world: World, before: dict[str, tuple[object, ...]],
 
 def link_target(world: World, link: Path, kind: str, form: str) -> str:
     target = {"file": world.canary, "dangling": world.host / f"planted-{link.name}",
-              "dir": world.victim_dir, "secret": world.secret}[kind]
+              "dir": world.victim_dir, "secret": world.secret,
+              "db": world.victim_dir / "capsnap.db"}[kind]
     return str(target) if form == "abs" else os.path.relpath(target, link.parent)
 
 
@@ -355,7 +361,9 @@ PLANTS = (
     Plant("records-dir", "var/lib/capsnap/packages", ("dir",), REAPPLYING),
     Plant("record", "var/lib/capsnap/packages/foo", ("file",), REAPPLYING),
     Plant("record-new", "var/lib/capsnap/packages/foo.new", FILE, REAPPLYING),
-    Plant("db", "var/lib/capsnap/capsnap.db", FILE, ("snapshot", "prune", *ALL_HOOKS)),
+    # The host's own database, or a new file beside it.
+    Plant("db", "var/lib/capsnap/capsnap.db", ("db", "dangling"),
+          ("snapshot", "prune", *ALL_HOOKS)),
     Plant("db-wal", "var/lib/capsnap/capsnap.db-wal", FILE, DB_SIBLING),
     Plant("db-shm", "var/lib/capsnap/capsnap.db-shm", FILE, DB_SIBLING),
     Plant("db-lock", "var/lib/capsnap/capsnap.db.lock", FILE, DB_LOCK),
@@ -365,7 +373,7 @@ PLANTS = (
     Plant("declarations", "etc/capsnap/capabilities.d/x.capabilities", ("secret",),
           ("reapply", "snapshot", "declare", "undeclare", *ALL_HOOKS)),
     Plant("declare-target", "etc/capsnap/capabilities.d/local.capabilities",
-          ("secret", "file"), ("declare", "undeclare", "reapply")),
+          ("secret",), ("declare", "undeclare", "reapply")),
     Plant("declarations-dir", "etc/capsnap/capabilities.d", ("dir",),
           ("declare", "undeclare", "reapply")),
     Plant("etc-dir", "etc/capsnap", ("dir",),
@@ -921,14 +929,14 @@ def test_state_directories_swapped_for_symlinks_during_runs_never_win(
 WALK_FLIP = """
 import os, time
 d, hostcaps = PUB, HOSTCAPS
-for i in range(1500):
+for i in range(300):  # time between reading the directory and descending
     os.mkdir(f"{d}/a{i}")
 os.mkdir(d + "/d")
 os.symlink("nowhere", d + "/started")
 end = time.time() + 60
 while time.time() < end:
-    time.sleep(0.02); os.rename(d + "/d", d + "/dd"); os.symlink(hostcaps, d + "/d")
-    time.sleep(0.02); os.unlink(d + "/d"); os.rename(d + "/dd", d + "/d")
+    os.rename(d + "/d", d + "/dd"); os.symlink(hostcaps, d + "/d"); time.sleep(0.003)
+    os.unlink(d + "/d"); os.rename(d + "/dd", d + "/d"); time.sleep(0.003)
 """
 
 
