@@ -590,8 +590,6 @@ def test_reproducer_c_pre_invoke_cp_through_state_dir_link(
     world = make_world(tmp_path / "w")
     victim = world.host / "victim.conf"
     victim.write_bytes(CANARY)
-    (world.root / "var/lib/dpkg/status").write_text(
-        STATUS + " $(id>/tmp/PWNED3)\n")
     shutil.rmtree(world.root / "var/lib/capsnap")
     (world.root / "var/lib/capsnap").symlink_to(other_filesystem)
     (other_filesystem / "dpkg-status.before").symlink_to(victim)
