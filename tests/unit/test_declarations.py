@@ -215,5 +215,7 @@ def test_list_spellings_prefer_the_path_itself() -> None:
 def test_refused_paths_are_shown_escaped() -> None:
     from capsnap.declarations.dpkg import _shown
 
-    assert _shown("/usr/bin/a b\x1b[31m\x7f\x85#") == "/usr/bin/a\\040b\\033[31m\\177\\205\\043"
+    # Escapes are bytes, as in fstab: U+0085 is the two bytes of its UTF-8.
+    assert _shown("/usr/bin/a b\x1b[31m\x7f\x85#") == \
+        "/usr/bin/a\\040b\\033[31m\\177\\302\\205\\043"
     assert _shown(os.fsdecode(b"/usr/bin/\x9b1m\xc3\xa9")) == "/usr/bin/\\2331m\u00e9"

@@ -293,12 +293,10 @@ def shipped(paths: SystemPaths, wanted: dict[tuple[str, str], list[str]]) \
 
 
 def _shown(path: str) -> str:
-    """A path as the declaration syntax writes it, control characters (and
-    bytes that are not UTF-8, such as a lone 0x9b, a terminal's CSI) escaped
-    too: a declaration's text never reaches a terminal or a log raw."""
-    return "".join(f"\\{ord(c) - 0xDC00:03o}" if "\udc80" <= c <= "\udcff" else
-                   f"\\{ord(c):03o}" if c < " " or "\x7f" <= c <= "\x9f" else c
-                   for c in escape_path(path))
+    """A path as the declaration syntax writes it: control characters and
+    bytes that are not UTF-8 (a lone 0x9b is a terminal's CSI) as octal
+    escapes, so a declaration's text never reaches a terminal or a log raw."""
+    return escape_path(path)
 
 
 def read(paths: SystemPaths, known_bits: int) \
