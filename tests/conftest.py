@@ -117,3 +117,22 @@ def capsnap_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
                            capture_output=True, text=True)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     return next(top.glob("capsnap_*_all.deb"))
+
+
+@pytest.fixture(scope="session")
+def capsnap_rpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """capsnap's own rpm, built once per test run from hooks/rpm/capsnap.spec."""
+    if shutil.which("rpmbuild") is None:
+        pytest.skip("rpmbuild missing")
+    top = tmp_path_factory.mktemp("rpmbuild")
+    built = subprocess.run(["rpmbuild", "-bb", "--nodeps", "--define", f"_topdir {top}",
+                            "--define", f"_sourcedir {REPO}",
+                            str(REPO / "hooks/rpm/capsnap.spec")], capture_output=True,
+                           text=True)
+    assert built.returncode == 0, built.stderr[-3000:]
+    rpmfile = next((top / "RPMS").rglob("capsnap-*.rpm"))
+    triggers = subprocess.run(["rpm", "-qp", "--filetriggers", str(rpmfile)],
+                              capture_output=True, text=True, check=True).stdout
+    assert "transfiletriggerun" in triggers and "transfiletriggerin" in triggers
+    assert "/usr/bin/capsnap hook rpm-pre" in triggers
+    return rpmfile

@@ -282,9 +282,28 @@ def _inside_apts_transaction(ctx: Context) -> bool:
     return owner is not None and owner.manager == "apt" and owner.is_ancestor()
 
 
+def _close_stale(ctx: Context, store: Store, owner_alive: bool) -> None:
+    """Close a transaction its own run left open: rpm runs no trigger after
+    a transaction that only erased (its %transfiletriggerpostun is not
+    reliable), and a closing hook may have been killed.  The next run
+    records what changed since it began, as things are now."""
+    tid = store.open_transaction()
+    if tid is None or owner_alive:
+        return
+    info = store.transaction_info(tid)
+    if info.before_id is None:
+        return
+    baseline = store.baseline(tid)
+    if baseline:
+        store.add_transaction_packages(tid, _changed(baseline, _versions(ctx.paths)))
+    _snapshot(ctx, store, TRACKED, tid, "after")
+
+
 def begin(ctx: Context, manager: str, scope: Scope = TRACKED) -> int:
     _reset_reported(ctx)
+    owner = _marker_owner(ctx)
     with _store(ctx) as store:
+        _close_stale(ctx, store, owner is not None and owner.alive())
         tid = store.begin_transaction(manager, [])
         store.set_baseline(tid, _versions(ctx.paths))
         _snapshot(ctx, store, scope, tid, "before")
@@ -547,6 +566,8 @@ def dpkg_finish(ctx: Context) -> int:
     catalogue = _catalogue(ctx)
 
     def record(store: Store) -> list[reapply.Finding]:
+        # Not under apt (or this would be apt's): whatever is open is stale.
+        _close_stale(ctx, store, owner_alive=False)
         tid = store.begin_transaction("dpkg", changed)
         wanted, owners = snapshot.tracked(store, catalogue)
         rows = _before_rows(ctx, store, wanted, started_ns, owners)

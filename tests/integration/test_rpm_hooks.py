@@ -10,29 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, needs_root
+from tests.conftest import needs_root
 from tests.overlay import inside, overlay_supported, overlay_system, put
 from tests.packaging import build_rpm
 
 pytestmark = [needs_root,
               pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild missing"),
               pytest.mark.skipif(not overlay_supported(), reason="no overlayfs here")]
-
-
-@pytest.fixture(scope="module")
-def capsnap_rpm(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    top = tmp_path_factory.mktemp("rpmbuild")
-    built = subprocess.run(["rpmbuild", "-bb", "--nodeps", "--define", f"_topdir {top}",
-                            "--define", f"_sourcedir {REPO}",
-                            str(REPO / "hooks/rpm/capsnap.spec")], capture_output=True,
-                           text=True)
-    assert built.returncode == 0, built.stderr[-3000:]
-    rpmfile = next((top / "RPMS").rglob("capsnap-*.rpm"))
-    triggers = subprocess.run(["rpm", "-qp", "--filetriggers", str(rpmfile)],
-                              capture_output=True, text=True, check=True).stdout
-    assert "transfiletriggerun" in triggers and "transfiletriggerin" in triggers
-    assert "/usr/bin/capsnap hook rpm-pre" in triggers
-    return rpmfile
 
 
 def test_file_triggers_restore_a_local_declaration_after_rpm_upgrade(
