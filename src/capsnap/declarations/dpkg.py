@@ -292,6 +292,15 @@ def shipped(paths: SystemPaths, wanted: dict[tuple[str, str], list[str]]) \
     return out
 
 
+_NAME_CHARACTERS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789+-.")
+
+
+def _valid_name(name: str) -> bool:
+    """dpkg's rule for package (and architecture) names: lowercase letters,
+    digits, '+', '-' and '.', starting with a letter or digit."""
+    return bool(name) and name[0].isalnum() and set(name) <= _NAME_CHARACTERS
+
+
 def _shown(path: str) -> str:
     """A path as the declaration syntax writes it: control characters and
     bytes that are not UTF-8 (a lone 0x9b is a terminal's CSI) as octal
@@ -326,6 +335,12 @@ def read(paths: SystemPaths, known_bits: int) \
             # not ship the parent's files.
             continue
         name = pkg["package"]
+        if not _valid_name(name) or not _valid_name(pkg["architecture"] or "all"):
+            # Not what dpkg writes: a damaged status file; its files' lists
+            # cannot be named either.
+            problems.append(Problem("dpkg", "dpkg status", f"a package named "
+                                    f"{_shown(name)!s} is not a valid dpkg package; skipped"))
+            continue
         if names_seen.count(name) > 1:
             # A Multi-Arch: same package, installed for several architectures.
             name = f"{name}:{pkg['architecture']}"
