@@ -295,14 +295,13 @@ def test_a_damaged_database_is_never_written(machine: Machine, damage: str) -> N
 
 # --- the state directory itself ----------------------------------------------
 
-def _full_tmpfs(directory: Path) -> None:
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(directory)],
-                   check=True)
+def _fill(directory: Path) -> None:
     subprocess.run(["dd", "if=/dev/zero", f"of={directory}/filler", "bs=4k"],
                    capture_output=True)
 
 
-@pytest.mark.parametrize("fault", ["full", "read-only", "state-is-a-file", "lock-is-a-directory"])
+@pytest.mark.parametrize("fault", ["full", "full-no-database", "read-only", "state-is-a-file",
+                                   "lock-is-a-directory"])
 def test_a_broken_state_directory_is_told_as_it_is(machine: Machine, fault: str) -> None:
     """B1-B7: misdiagnosed as a damaged database, "internal error", and
     errors about removing files that did not exist."""
@@ -310,14 +309,17 @@ def test_a_broken_state_directory_is_told_as_it_is(machine: Machine, fault: str)
     state = machine.state()
     mounted = False
     try:
-        if fault == "full":
+        if fault.startswith("full"):
             shutil.copytree(state, machine.root / "tmp/state-copy")
             shutil.rmtree(state)
             state.mkdir()
-            _full_tmpfs(state)
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(state)],
+                           check=True)
             mounted = True
-            for item in (machine.root / "tmp/state-copy").iterdir():
-                subprocess.run(["cp", "-a", str(item), str(state)], capture_output=True)
+            if fault == "full":
+                for item in (machine.root / "tmp/state-copy").iterdir():
+                    subprocess.run(["cp", "-a", str(item), str(state)], check=True)
+            _fill(state)
         elif fault == "read-only":
             subprocess.run(["mount", "--bind", str(state), str(state)], check=True)
             mounted = True
