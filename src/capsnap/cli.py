@@ -363,10 +363,13 @@ def cmd_undeclare(args: argparse.Namespace) -> int:
 # --- snapshots: snapshot / snapshots / diff / prune -----------------------------
 
 def _store(args: argparse.Namespace, create: bool = True) -> Any:
+    from capsnap import config
     from capsnap.store import Store
 
     db = getattr(args, "db", None) or args.paths_.snapshot_db
-    return Store(db, create=create, paths=args.paths_)
+    # The wait capsnap.conf sets for hooks holds for commands too: a locked
+    # database is said to be locked within seconds, not after half a minute.
+    return Store(db, create=create, paths=args.paths_, wait=config.load(args.paths_)[0].wait)
 
 
 def _scope(args: argparse.Namespace) -> Any:

@@ -71,6 +71,13 @@ def describe(path: str, exc: BaseException) -> StoreError:
     return StoreError(f"{path}: {text}")
 
 
+def _unwritable(exc: sqlite3.Error) -> bool:
+    """SQLite could not open a database for lack of a writable filesystem."""
+    text = str(exc).lower()
+    return any(word in text for word in ("readonly", "read-only", "unable to open",
+                                         "disk i/o", "full"))
+
+
 # Databases found sound by this process: the check runs before the first write.
 _sound: set[tuple[int, int]] = set()
 
@@ -215,11 +222,32 @@ class Store:
             self._close_directory()
             detail = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise StoreError(f"{path}: cannot open the snapshot database: {detail}") from None
+        self.readonly = False
         try:
             self._prepare()
         except sqlite3.Error as exc:
+            self.db.close()
+            if create or not _unwritable(exc):
+                self._close_directory()
+                raise describe(path, exc) from None
+            self._open_as_it_is(exc)
+        except CapsnapError:
             self.close()
-            raise describe(path, exc) from None
+            raise
+
+    def _open_as_it_is(self, why: sqlite3.Error) -> None:
+        """A reader's second try on a read-only or full filesystem: the file
+        as it is, nothing written (not even WAL's shared memory), for
+        `snapshots` and `diff` must still show the history."""
+        try:
+            self.db = sqlite3.connect(
+                f"file:/proc/self/fd/{self._dir_fd}/{os.path.basename(self.path)}"
+                "?immutable=1", uri=True, isolation_level=None, timeout=self.wait)
+            self.readonly = True
+            self._prepare()
+        except sqlite3.Error:
+            self.close()
+            raise describe(self.path, why) from None
         except CapsnapError:
             self.close()
             raise
@@ -247,9 +275,14 @@ class Store:
             raise StoreError(f"{self.path}: a SQLite database that is not capsnap's (tables: "
                              f"{', '.join(sorted(tables))}); capsnap leaves it alone: choose "
                              "another --db")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA foreign_keys=ON")
-        db.execute("PRAGMA synchronous=NORMAL")
+        if self.readonly:
+            if not tables:
+                raise StoreError(f"{self.path}: no snapshot database yet (take one with "
+                                 "'capsnap snapshot')")
+        else:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA synchronous=NORMAL")
         if not tables:
             with self.locked(), self.transaction():
                 # Re-check under the lock: another run may have created it.
@@ -265,6 +298,10 @@ class Store:
         if version > SCHEMA_VERSION:
             raise StoreError(f"{self.path}: made by a newer capsnap (schema {version}, this "
                              f"one knows {SCHEMA_VERSION}); upgrade capsnap")
+        if version < SCHEMA_VERSION and self.readonly:
+            raise StoreError(f"{self.path}: made by an older capsnap and cannot be upgraded "
+                             "where it is (read-only or full); make room, then run any "
+                             "capsnap command")
         if version < SCHEMA_VERSION:
             with self.locked(), self.transaction():
                 current = int(db.execute("SELECT value FROM capsnap_meta WHERE "

@@ -547,3 +547,42 @@ def test_killed_rpm_triggers_never_fail_rpm(rpm_machine: RpmMachine, hook: str) 
         assert {"package": "yplain", "old": f"{killed_to}-1", "new": f"{version}-1"} in \
             diff["transaction"]["packages"], diff["transaction"]
         assert not (root / STATE / "transaction-open").exists()
+
+
+# --- reading a history that cannot be written ------------------------------------
+
+@pytest.mark.parametrize("fault", ["read-only", "full"])
+def test_history_stays_readable_where_nothing_can_be_written(tmp_path: Path, fault: str) -> None:
+    """B1/B3: `snapshots` and `diff` failed on an intact database whose
+    filesystem was read-only or full, and called it unusable."""
+    from tests.conftest import run_capsnap
+
+    state = tmp_path / "state"
+    state.mkdir()
+    db = state / "capsnap.db"
+    assert run_capsnap("--db", str(db), "snapshot", "--path", "/usr/bin/true").status == 0
+    assert run_capsnap("--db", str(db), "snapshot", "--path", "/usr/bin/true").status == 0
+    listed = run_capsnap("--db", str(db), "snapshots").out
+    subprocess.run(["mount", "--bind", str(state), str(state)], check=True)
+    try:
+        if fault == "read-only":
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(state)], check=True)
+        else:
+            subprocess.run(["umount", str(state)], check=True)
+            copy = tmp_path / "copy"
+            shutil.copytree(state, copy)
+            subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(state)],
+                           check=True)
+            for item in copy.iterdir():
+                shutil.copy2(item, state / item.name)
+            _fill(state)
+        shown = run_capsnap("--db", str(db), "snapshots")
+        assert shown.status == 0, shown.err
+        assert shown.out == listed
+        assert run_capsnap("--db", str(db), "diff", "1", "2").status in (0, 1)
+        written = run_capsnap("--db", str(db), "snapshot", "--path", "/usr/bin/true")
+        assert written.status == 3
+        assert len(written.err.strip().splitlines()) == 1, written.err
+        assert "move it aside" not in written.err and "Traceback" not in written.err
+    finally:
+        subprocess.run(["umount", "-l", str(state)])
