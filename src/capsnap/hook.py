@@ -174,12 +174,18 @@ def _reapply(ctx: Context, packages: Iterable[str] | None,
                     if tid is not None:
                         opened.record_actions(tid, actions)
         except Exception as exc:  # recorded second: the reapply is done
-            ctx.report(f"not recorded: {_explain(ctx, exc)}")
+            ctx.report(_not_recorded(ctx, exc))
     return findings
 
 
 def _last_findings(ctx: Context) -> list[reapply.Finding]:
     return ctx.reapplied[0] if ctx.reapplied else []
+
+
+def _not_recorded(ctx: Context, exc: BaseException) -> str:
+    """The one wording for a record lost (so apt's next hook, which meets the
+    same trouble, does not say it again): the capabilities are not lost."""
+    return f"not recorded, capabilities put back all the same: {_explain(ctx, exc)}"
 
 
 def _explain(ctx: Context, exc: BaseException) -> str:
@@ -302,12 +308,15 @@ def _close_stale(ctx: Context, store: Store, owner_alive: bool) -> None:
 def begin(ctx: Context, manager: str, scope: Scope = TRACKED) -> int:
     _reset_reported(ctx)
     owner = _marker_owner(ctx)
+    # The marker first: whether or not the store can record it, the
+    # transaction is open for the hooks that follow (dpkg's under apt only
+    # reapply, and each problem is said once).
+    _mark_open(ctx, manager)
     with _store(ctx) as store:
         _close_stale(ctx, store, owner is not None and owner.alive())
         tid = store.begin_transaction(manager, [])
         store.set_baseline(tid, _versions(ctx.paths))
         _snapshot(ctx, store, scope, tid, "before")
-    _mark_open(ctx, manager)
     return tid
 
 
@@ -385,9 +394,7 @@ def _close(ctx: Context, record: Callable[[Store], list[reapply.Finding]],
             with _store(ctx) as store:
                 findings = record(store)
         except Exception as exc:  # the store's trouble must not stop the reapply
-            ctx.report(f"not recorded: {_explain(ctx, exc)}; "
-                       + ("reapplied all the same" if ctx.reapplied
-                          else "reapplying without a record"))
+            ctx.report(_not_recorded(ctx, exc))
             ctx.problems[0] += 1
             findings = _reapply(ctx, None, catalogue=catalogue, record=False) \
                 if not ctx.reapplied else _last_findings(ctx)
@@ -427,7 +434,7 @@ def _open_transaction(ctx: Context, manager: str) -> int | None:
             if tid is not None and store.transaction_manager(tid) == manager:
                 return tid
     except Exception as exc:  # the store's trouble must not stop the reapply
-        ctx.report(f"not recorded: {_explain(ctx, exc)}; reapplying without a record")
+        ctx.report(_not_recorded(ctx, exc))
         ctx.problems[0] += 1
         _clear_markers(ctx)
     return None
@@ -487,7 +494,7 @@ def apt_post_invoke(ctx: Context) -> int:
         with _store(ctx) as store:
             announced = [p for p, _, _ in store.transaction_info(tid).packages]
     except Exception as exc:  # the store's trouble must not stop the reapply
-        ctx.report(f"not recorded: {_explain(ctx, exc)}; reapplying without a record")
+        ctx.report(_not_recorded(ctx, exc))
         ctx.problems[0] += 1
         _clear_markers(ctx)
         return _failures(_reapply(ctx, None, record=False), ctx)
@@ -708,7 +715,9 @@ def _run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
             raise InvalidInput(f"unknown hook {name!r} (known: {', '.join(HOOKS)})")
         failures = HOOKS[name](ctx) + ctx.problems[0]
     except Exception as exc:  # a hook must not take the package manager down
-        report(_explain(ctx, exc))
+        from capsnap.store import StoreError
+
+        report(_not_recorded(ctx, exc) if isinstance(exc, StoreError) else _explain(ctx, exc))
         failures += 1
         if name in _CLOSING and not ctx.reapplied:
             # Reapply first, record second: whatever failed, put back what

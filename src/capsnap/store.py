@@ -62,6 +62,12 @@ def describe(path: str, exc: BaseException) -> StoreError:
         return StoreError(f"{path}: cannot be written ({text}): a read-only filesystem or "
                           "missing permissions")
     if "unable to open" in lowered:
+        try:
+            read_only = bool(os.statvfs(os.path.dirname(path) or ".").f_flag & os.ST_RDONLY)
+        except OSError:
+            read_only = False
+        if read_only:
+            return StoreError(f"{path}: cannot be written ({text}): its filesystem is read-only")
         return StoreError(f"{path}: cannot be opened ({text}): check its directory")
     operational = isinstance(exc, sqlite3.OperationalError)
     if (isinstance(exc, sqlite3.DatabaseError) and not operational) \
@@ -365,8 +371,10 @@ class Store:
             raise describe(self.path, exc) from None
         missing = {"snapshots", "entries", "transactions", "capsnap_meta"} - tables
         if verdict != ["ok"] or (missing and "snapshots" in tables):
+            problems = [line for line in "\n".join(verdict).splitlines()
+                        if line and not line.startswith("***")]
             why = f"missing tables {', '.join(sorted(missing))}" if verdict == ["ok"] \
-                else "; ".join(verdict[:3])
+                else f"integrity check: {problems[0] if problems else verdict[0]}"
             raise StoreDamaged(f"{self.path}: damaged ({why}); capsnap leaves it alone: "
                                "move it aside to start a new one (its history goes with it)")
         _sound.add(identity)

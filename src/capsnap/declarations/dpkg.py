@@ -194,7 +194,7 @@ def _unparsable(paragraph: str) -> str | None:
         paragraph.encode("utf-8")
     except UnicodeEncodeError:
         return ("it is not UTF-8 text (write a byte of a path that is not UTF-8 as a "
-                "\\ooo octal escape)")
+                "three-digit octal escape)")
     return None
 
 
