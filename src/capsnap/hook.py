@@ -486,10 +486,20 @@ def apt_pre_install_pkgs(ctx: Context) -> int:
     return 0
 
 
+def _end_without_record(ctx: Context, manager: str) -> int:
+    """A closing hook with no transaction of its own to close (its begin
+    could not record one): reapply, and end the transaction its begin
+    marked, unless the marker is another live run's."""
+    owner = _marker_owner(ctx)
+    if owner is None or owner.manager == manager or not owner.alive():
+        _clear_markers(ctx)
+    return _failures(_reapply(ctx, None, record=False), ctx)
+
+
 def apt_post_invoke(ctx: Context) -> int:
     tid = _open_transaction(ctx, "apt")
     if tid is None:
-        return _failures(_reapply(ctx, None, record=False), ctx)
+        return _end_without_record(ctx, "apt")
     try:
         with _store(ctx) as store:
             announced = [p for p, _, _ in store.transaction_info(tid).packages]
@@ -610,7 +620,7 @@ def _post(ctx: Context, manager: str) -> int:
     """Close the manager's open transaction; without one, just reapply."""
     tid = _open_transaction(ctx, manager)
     if tid is None:
-        return _failures(_reapply(ctx, None, record=False), ctx)
+        return _end_without_record(ctx, manager)
     return finish(ctx, tid)
 
 
