@@ -19,16 +19,24 @@ RPM_DB_CANDIDATES = ("/usr/lib/sysimage/rpm", "/var/lib/rpm", "/root/.rpmdb")
 
 def data_dir(name: str, probe: str) -> str:
     """capsnap's own data directory `name` (templates, hooks), wherever it was installed:
-    $CAPSNAP_<NAME>, a checkout (src/capsnap/../../NAME), sys.prefix/share/capsnap/NAME
-    (pip), /usr/share/capsnap/NAME (the packages).  `probe` must exist inside it."""
-    import sys
+    $CAPSNAP_<NAME>; the package's own copy (package data, so any install scheme works:
+    pip's --prefix, --user and --target, a wheel unpacked anywhere); a checkout, which
+    keeps them at the top of the tree (src/capsnap/../../NAME); /usr/share/capsnap/NAME,
+    where distribution packages may put them instead.  `probe` must exist inside it."""
+    from importlib.resources import files
 
     from capsnap.errors import OperationFailed
 
     variable = f"CAPSNAP_{name.upper()}"
-    here = os.path.dirname(os.path.abspath(__file__))
-    candidates = [os.environ.get(variable, ""), os.path.join(here, "..", "..", name),
-                  os.path.join(sys.prefix, "share", "capsnap", name),
+    # A plain path for an installed package; a package in a zip file has none
+    # that FileSystemLoader or open() could use, and is not supported.
+    packaged = files("capsnap").joinpath(name)
+    # Only a source tree: an installed package's ../.. is some other
+    # directory of the install (a prefix's lib/, the parent of --target).
+    top = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    checkout = os.path.join(top, name) \
+        if os.path.isfile(os.path.join(top, "pyproject.toml")) else ""
+    candidates = [os.environ.get(variable, ""), str(packaged), checkout,
                   os.path.join("/usr/share/capsnap", name)]
     for candidate in candidates:
         if candidate and os.path.exists(os.path.join(candidate, probe)):
