@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """dnf 4 plugin: capsnap around every transaction of dnf (and yum on dnf 4).
 
 Install as dnf-plugins/capsnap_dnf.py with its configuration

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """What capsnap remembers between runs about package databases it read.
 
 Hooks run after every transaction and a python start is most of their time,

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Capability text: parse and format exactly as libcap does.
 
 Pure code, no I/O.  The grammar is cap_text_formats(7) as implemented by

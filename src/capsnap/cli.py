@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """capsnap's command line: the one place errors become messages and exit codes.
 
 Start-up stays fast because package-manager hooks call this on every

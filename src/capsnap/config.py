@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """/etc/capsnap/capsnap.conf: a few `key = value` settings, `#` comments.
 
     strict = no                     # yes: hooks fail the package manager on errors

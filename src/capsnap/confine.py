@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Every path capsnap touches under a root, resolved inside that root.
 
 capsnap runs as root on trees it does not trust: an image handed to

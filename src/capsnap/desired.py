@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Desired state for configuration management (the Ansible collection's modules).
 
 Idempotent by construction: what is compared is the canonical capability set

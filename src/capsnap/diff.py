@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """What changed between two snapshots (pure).
 
 Both sides arrive as rows sorted by path and are merged in one pass, so a

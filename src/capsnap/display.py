@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The one escape for text that reaches a terminal, a log or a declaration (pure).
 
 A Linux path is any bytes but NUL; capsnap holds it as str decoded with

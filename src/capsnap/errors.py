@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The one error family of capsnap.
 
 Every failure a user can cause or meet is one of these; the CLI catches the

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Single-file operations: read, set with verification, verify, remove.
 
 These join the pure core (captext, xattr) to the one module that touches

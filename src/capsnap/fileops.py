@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The only module that opens target files and touches security.capability.
 
 Every operation works on one inode pinned by an O_PATH|O_NOFOLLOW file

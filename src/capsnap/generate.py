@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Packaging artifacts from one declaration file (debian/<package>.capabilities).
 
 `capsnap generate deb|rpm` and dh_capsnap both come here, so the build-time

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Package-manager events: transactions, snapshots and reapply.
 
 `capsnap hook NAME` is the one entry point every hook file calls.  A hook

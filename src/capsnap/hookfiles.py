@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Put the package-manager hook files in place for installs that are not a .deb.
 
 The same files the Debian package ships (hooks/ in the source), each where

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Every system path capsnap uses, relative to the selected root.
 
 One place, so that the same code serves a live system, a chroot, an image

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Check declared capabilities against the files, and put back what drifted.
 
 Each path is examined and repaired through one pinned descriptor (fileops),

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """`NamedTuple` without importing typing.
 
 typing (and the re, enum and contextlib it pulls in) costs a package-manager

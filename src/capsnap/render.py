@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The Jinja2 environment for templates/: maintainer scripts and spec snippets.
 
 StrictUndefined, so a missing variable is an error and never an empty

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Fast filesystem walks that find files carrying security.capability.
 
 Per regular file the walk does one listxattr and nothing else: the entry's

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Take a snapshot of file capabilities: what a scope holds, with its owners.
 
 A snapshot records every file with capabilities in its scope, and also, with

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The snapshot store: SQLite in /var/lib/capsnap/capsnap.db of the root.
 
 WAL mode, so readers never wait for a writer; every write in one

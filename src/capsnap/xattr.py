@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The security.capability value: struct vfs_cap_data <-> capability sets.
 
 Pure code, no I/O.  Layout (include/uapi/linux/capability.h), little-endian:

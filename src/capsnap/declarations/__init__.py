@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Where declared capabilities come from, and which declaration wins.
 
 Sources: the dpkg status database (the File-Capabilities field of installed

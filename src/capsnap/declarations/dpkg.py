@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Declarations from dpkg's status database: the File-Capabilities field.
 
 dpkg keeps unknown control fields of installed packages in its status file,

@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """One line syntax for every capability declaration (pure).
 
 Used by `debian/<package>.capabilities`, the `File-Capabilities` control

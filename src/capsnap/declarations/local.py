@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """The local administrator's declarations under /etc/capsnap/capabilities.d/.
 
 Plain text files in the common entry syntax, read in name order; a comment

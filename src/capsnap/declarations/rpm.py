@@ -1,3 +1,5 @@
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
 """Declarations from the rpm database: %caps in %files (the FILECAPS tag).
 
 rpm records each file's capability text, normalised by cap_to_text at build
