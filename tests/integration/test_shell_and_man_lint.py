@@ -168,12 +168,21 @@ def test_generated_scripts_pass_shellcheck(tmp_path: Path) -> None:
     shellcheck("sh", paths)
 
 
+def _built_debs(request: pytest.FixtureRequest) -> list[Path]:
+    """Every .deb of capsnap's session build, whichever fixture gives it."""
+    try:
+        debs = list(request.getfixturevalue("capsnap_debs"))
+    except pytest.FixtureLookupError:
+        debs = [request.getfixturevalue("capsnap_deb")]
+    return sorted({deb for built in debs for deb in built.parent.glob("*.deb")})
+
+
 @needs_root
-def test_maintainer_scripts_of_capsnaps_deb_pass_shellcheck(capsnap_deb: Path,
-                                                           tmp_path: Path) -> None:
+def test_maintainer_scripts_of_capsnaps_debs_pass_shellcheck(request: pytest.FixtureRequest,
+                                                            tmp_path: Path) -> None:
     """As debhelper assembled them: capsnap's own code and dh's snippets."""
-    debs = sorted(capsnap_deb.parent.glob("*.deb"))
-    assert capsnap_deb in debs
+    debs = _built_debs(request)
+    assert debs
     found = {}
     for deb in debs:
         control = subprocess.run(["dpkg-deb", "--ctrl-tarfile", str(deb)], capture_output=True,
