@@ -83,6 +83,10 @@ def test_the_installed_command_imports_capsnap_from_the_system_python(
         assert done.returncode == 0, done.stderr
         where = inside(root, "/usr/bin/python3", "-Ic", "import capsnap; print(capsnap.__file__)")
         assert where.stdout.startswith("/usr/lib/python3/dist-packages/capsnap/"), where.stderr
+        version = inside(root, "/usr/bin/python3", "-Ic", "import importlib.metadata as m; "
+                         "print(m.version('capsnap'), m.distribution('capsnap').read_text("
+                         "'INSTALLER'))")
+        assert version.stdout.split() == ["0.1.0", "rpm"], version.stderr
         wired = inside(root, "capsnap", "install-hooks")
         assert wired.returncode == 0, wired.stderr
         assert (root / "etc/dpkg/dpkg.cfg.d/capsnap").is_file()
