@@ -4,6 +4,7 @@ the system's python finds it, and the macros subpackage in a consumer spec."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -13,6 +14,7 @@ import pytest
 
 from tests.conftest import REPO, RpmBuild, needs_root
 from tests.overlay import inside, overlay_supported, overlay_system, put
+from tests.packaging import build_rpm
 
 pytestmark = [needs_root,
               pytest.mark.skipif(shutil.which("rpmbuild") is None, reason="rpmbuild missing")]
@@ -73,13 +75,16 @@ def test_rpmlint_with_fedoras_rules_finds_no_error(capsnap_rpm_build: RpmBuild) 
 
 
 @pytest.mark.skipif(not overlay_supported(), reason="no overlayfs here")
-def test_the_installed_command_imports_capsnap_from_the_system_python(
-        tmp_path: Path, capsnap_rpm: Path) -> None:
-    """install-hooks vouches for the module by python's own paths: with the
-    module outside sys.path it needed --force."""
+def test_the_installed_packages_work_where_they_put_things(
+        tmp_path: Path, capsnap_rpm_build: RpmBuild) -> None:
+    """install-hooks vouches for the module by python's own paths (with the
+    module outside sys.path it needed --force); dnf finds the packaged plugin."""
+    vpn = build_rpm(tmp_path / "pkgs", "vpn", "1.1", {"/usr/sbin/vpnc-ish": "/bin/true"})
     with overlay_system(tmp_path / "ov") as root:
         assert inside(root, "rpm", "--initdb").returncode == 0
-        done = inside(root, "rpm", "-i", "--nodeps", put(root, capsnap_rpm))
+        packages = [put(root, capsnap_rpm_build.rpms[name])
+                    for name in ("capsnap", "python3-dnf-plugin-capsnap")]
+        done = inside(root, "rpm", "-i", "--nodeps", *packages)
         assert done.returncode == 0, done.stderr
         where = inside(root, "/usr/bin/python3", "-Ic", "import capsnap; print(capsnap.__file__)")
         assert where.stdout.startswith("/usr/lib/python3/dist-packages/capsnap/"), where.stderr
@@ -95,6 +100,14 @@ def test_the_installed_command_imports_capsnap_from_the_system_python(
         generated = inside(root, "capsnap", "generate", "rpm", "--from", "/tmp/bar.capabilities")
         assert generated.returncode == 0, generated.stderr
         assert '%caps(cap_net_raw=ep) "/usr/lib/bar/helper"' in generated.stdout
+
+        # No pluginpath option: dnf loads the plugin from where the rpm put it.
+        installed = inside(root, "dnf", "-y", "--installroot=/tmp/scratch", "--releasever=1",
+                           "--setopt=reposdir=/nonexistent", "--disablerepo=*", "install",
+                           put(root, vpn))
+        assert installed.returncode == 0, installed.stdout + installed.stderr
+        recorded = inside(root, "capsnap", "--root", "/tmp/scratch", "diff", "--json")
+        assert json.loads(recorded.stdout)["transaction"]["manager"] == "dnf", recorded.stderr
 
 
 CONSUMER_SPEC = """\
