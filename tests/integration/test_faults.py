@@ -494,10 +494,8 @@ def test_rpm_reapplies_whatever_the_database(rpm_machine: RpmMachine, damage: st
 def test_rpm_erase_closes_its_transaction(rpm_machine: RpmMachine, tmp_path: Path) -> None:
     """J1/J8: `rpm -e` left its transaction open, and the next dpkg run was
     recorded with no packages."""
-    # A mixed system: dpkg's and apt's hooks too.  (--force: this rpm keeps
-    # the module in /usr/share/capsnap/python, where install-hooks cannot
-    # vouch for it by looking at python's own paths.)
-    wired = inside(rpm_machine.root, "capsnap", "install-hooks", "--force")
+    # A mixed system: dpkg's and apt's hooks too.
+    wired = inside(rpm_machine.root, "capsnap", "install-hooks")
     assert wired.returncode == 0, wired.stderr
     erased = rpm_machine.rpm("-e", "yplain")
     assert erased.returncode == 0, erased.stderr
