@@ -81,14 +81,20 @@ def collections(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return top / "installed"
 
 
-def capsnap_debs(built: Path) -> list[Path]:
-    """The .deb files that put capsnap's Python package on a host."""
-    return [built]
+def python_module_debs(request: pytest.FixtureRequest) -> list[Path]:
+    """The .deb that puts capsnap's Python package on a host: python3-capsnap once the
+    package is split (session fixture capsnap_debs), else the one capsnap .deb."""
+    try:
+        debs = list(request.getfixturevalue("capsnap_debs"))
+    except pytest.FixtureLookupError:
+        return [request.getfixturevalue("capsnap_deb")]
+    return [deb for deb in debs if deb.name.startswith("python3-capsnap_")]
 
 
 @pytest.fixture(scope="module")
-def system(capsnap_deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """An overlay of this machine with capsnap installed by dpkg from its .deb.
+def system(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An overlay of this machine with capsnap's Python package installed by dpkg from its .deb.
 
     pytest's temporary directory is bound in at its own path, so the scratch
     roots, the collection and the play's results have the same paths inside
@@ -100,7 +106,8 @@ def system(capsnap_deb: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         pytest.skip("no overlayfs here")
     base = tmp_path_factory.getbasetemp()
     with overlay_system(tmp_path_factory.mktemp("ansible-overlay") / "ov") as root:
-        debs = [put(root, deb) for deb in capsnap_debs(capsnap_deb)]
+        debs = [put(root, deb) for deb in python_module_debs(request)]
+        assert debs
         done = inside(root, "dpkg", "-i", *debs)
         assert done.returncode == 0, done.stdout + done.stderr
         if not (root / str(PLAYBOOK).lstrip("/")).exists():
