@@ -14,6 +14,7 @@ import sys
 import tarfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -91,25 +92,14 @@ def python_module_debs(request: pytest.FixtureRequest) -> list[Path]:
     return [deb for deb in debs if deb.name.startswith("python3-capsnap_")]
 
 
-@pytest.fixture(scope="module")
-def system(request: pytest.FixtureRequest,
-           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """An overlay of this machine with capsnap's Python package installed by dpkg from its .deb.
-
-    pytest's temporary directory is bound in at its own path, so the scratch
-    roots, the collection and the play's results have the same paths inside
-    and outside.  Ansible runs chrooted in there: the modules import the
-    capsnap that dpkg installed, and ansible's own temporary files stay in
-    the overlay.
-    """
+@contextmanager
+def overlay_seeing(top: Path, base: Path) -> Iterator[Path]:
+    """An overlay of this machine in which `base` (pytest's temporary directory) is bound in
+    at its own path, so that scratch roots, the collection and the play's results have the
+    same paths inside and outside."""
     if not overlay_supported():
         pytest.skip("no overlayfs here")
-    base = tmp_path_factory.getbasetemp()
-    with overlay_system(tmp_path_factory.mktemp("ansible-overlay") / "ov") as root:
-        debs = [put(root, deb) for deb in python_module_debs(request)]
-        assert debs
-        done = inside(root, "dpkg", "-i", *debs)
-        assert done.returncode == 0, done.stdout + done.stderr
+    with overlay_system(top) as root:
         if not (root / str(PLAYBOOK).lstrip("/")).exists():
             pytest.skip(f"{PLAYBOOK} is not on the root filesystem")
         view = root / str(base).lstrip("/")
@@ -119,6 +109,23 @@ def system(request: pytest.FixtureRequest,
             yield root
         finally:
             subprocess.run(["umount", "-l", str(view)], check=False)
+
+
+@pytest.fixture(scope="module")
+def system(request: pytest.FixtureRequest,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """An overlay of this machine with capsnap's Python package installed by dpkg from its .deb.
+
+    Ansible runs chrooted in there: the modules import the capsnap that dpkg
+    installed, and ansible's own temporary files stay in the overlay.
+    """
+    top = tmp_path_factory.mktemp("ansible-overlay") / "ov"
+    with overlay_seeing(top, tmp_path_factory.getbasetemp()) as root:
+        debs = [put(root, deb) for deb in python_module_debs(request)]
+        assert debs
+        done = inside(root, "dpkg", "-i", *debs)
+        assert done.returncode == 0, done.stdout + done.stderr
+        yield root
 
 
 @pytest.fixture
@@ -248,6 +255,20 @@ def test_found_where_the_packages_put_it_by_an_interpreter_that_misses_it(
     assert inside(system, str(nosite), "-c", "import capsnap").returncode != 0
     result = play(system, tmp_path, collections, {"localhost": fleet["localhost"]},
                   "cap_net_bind_service=ep", interpreter=str(nosite))
+    assert changed(result) == {"localhost": 1}
+    assert host(result, "localhost")["facts"]["drifted"] is False
+    assert getxattr_or_none(fleet["localhost"] / HELPER.lstrip("/")) is not None
+
+
+def test_works_where_capsnap_came_from_its_rpm(tmp_path: Path, collections: Path,
+                                               fleet: dict[str, Path], capsnap_rpm: Path,
+                                               tmp_path_factory: pytest.TempPathFactory) -> None:
+    with overlay_seeing(tmp_path / "ov", tmp_path_factory.getbasetemp()) as root:
+        assert inside(root, "rpm", "--initdb").returncode == 0
+        done = inside(root, "rpm", "-i", "--nodeps", put(root, capsnap_rpm))
+        assert done.returncode == 0, done.stdout + done.stderr
+        result = play(root, tmp_path, collections, {"localhost": fleet["localhost"]},
+                      "cap_net_bind_service=ep")
     assert changed(result) == {"localhost": 1}
     assert host(result, "localhost")["facts"]["drifted"] is False
     assert getxattr_or_none(fleet["localhost"] / HELPER.lstrip("/")) is not None
