@@ -37,6 +37,16 @@ def _forget_capsnap():
         del sys.modules[name]
 
 
+def _import_capsnap():
+    import capsnap  # pylint: disable=import-outside-toplevel
+
+    # A directory named capsnap without __init__.py (in the working directory,
+    # say) imports as an empty namespace package: not capsnap.
+    if getattr(capsnap, "__file__", None) is None:
+        _forget_capsnap()
+        raise ImportError("No module named 'capsnap' (only a namespace package)")
+
+
 def find_capsnap(locations=None):
     """None once `import capsnap` works; otherwise the traceback of the normal import.
 
@@ -44,7 +54,7 @@ def find_capsnap(locations=None):
     it cannot shadow what the interpreter already imports from elsewhere.
     """
     try:
-        import capsnap  # noqa: F401 pylint: disable=unused-import
+        _import_capsnap()
         return None
     except ImportError:
         failure = traceback.format_exc()
@@ -53,7 +63,7 @@ def find_capsnap(locations=None):
             continue
         sys.path.append(place)
         try:
-            import capsnap  # noqa: F401,F811 pylint: disable=unused-import,reimported
+            _import_capsnap()
             return None
         except ImportError:
             sys.path.remove(place)
