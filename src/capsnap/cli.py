@@ -538,10 +538,22 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
+    keep, keep_days = args.keep, args.keep_days
+    if keep is None and keep_days is None:
+        from capsnap import config
+
+        settings, problems = config.load(args.paths_)
+        for problem in problems:
+            warn(problem)
+        keep, keep_days = settings.keep, settings.keep_days
     with _store(args, create=False) as store:
-        gone = store.prune(args.keep)
+        size = store.size()
+        gone = store.prune(keep, keep_days)
+        store.reclaim(thorough=True)
+        now = store.size()
     if args.verbose:
-        _err(f"removed {gone} snapshot{'s' if gone != 1 else ''}")
+        _err(f"removed {gone} snapshot{'s' if gone != 1 else ''}; the database went from "
+             f"{size} to {now} bytes")
     return EXIT_OK
 
 
@@ -706,8 +718,13 @@ def _args_diff(p: argparse.ArgumentParser) -> None:
 
 
 def _args_prune(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--keep", type=int, required=True, metavar="N",
-                   help="how many of the newest snapshots to keep")
+    p.add_argument("--keep", type=int, metavar="N",
+                   help="keep the N newest transactions (a snapshot taken by hand counts as "
+                        "one); without --keep or --keep-days, capsnap.conf's keep and "
+                        "keep-days")
+    p.add_argument("--keep-days", type=float, metavar="D",
+                   help="keep only transactions younger than D days (the newest is always "
+                        "kept)")
 
 
 def _args_generate(p: argparse.ArgumentParser) -> None:
@@ -762,7 +779,8 @@ COMMANDS: dict[str, Command] = {
     "snapshots": (cmd_snapshots, "list snapshots, newest first", _args_snapshots),
     "diff": (cmd_diff, "show what capabilities changed, and through which package",
              _args_diff),
-    "prune": (cmd_prune, "delete old snapshots", _args_prune),
+    "prune": (cmd_prune, "delete old transactions and snapshots, and reclaim their space",
+              _args_prune),
     "generate": (cmd_generate, "generate maintainer-script snippets or spec lines",
                  _args_generate),
     "forget": (cmd_forget, "forget capsnap's records of a purged package", _args_forget),

@@ -5,6 +5,9 @@
     strict = no                     # yes: hooks fail the package manager on errors
     roots = /usr /bin /sbin /lib* /opt /usr/local /srv   # what --full walks
     wait = 5                        # seconds a hook waits for capsnap's lock/database
+    keep = 100                      # transactions kept (a snapshot taken by hand counts
+                                    # as one); "all": no limit
+    keep-days = 90                  # and only those younger than this (default: no limit)
 
 A bad line is reported and skipped, never fatal: a typo in this file must
 not stop apt.
@@ -26,6 +29,10 @@ class Config(NamedTuple):
     # A hook that cannot have the database within this many seconds
     # reapplies without a record: it never holds a package manager longer.
     wait: float = 5.0
+    # Retention, applied by the hook that closes a transaction: the newest
+    # `keep` transactions, only those younger than `keep_days` (None: no limit).
+    keep: int | None = 100
+    keep_days: float | None = None
 
 
 def load(paths: SystemPaths) -> tuple[Config, list[str]]:
@@ -72,6 +79,25 @@ def load(paths: SystemPaths) -> tuple[Config, list[str]]:
                                 "skipped")
             else:
                 config = config._replace(wait=seconds)
+        elif key == "keep":
+            if value.lower() in ("all", "none"):
+                config = config._replace(keep=None)
+            elif not value.isdigit() or int(value) < 1:
+                problems.append(f"{where}: keep must be a number of transactions (1 or "
+                                "more) or 'all', skipped")
+            else:
+                config = config._replace(keep=int(value))
+        elif key == "keep-days":
+            try:
+                days: float | None = None if value.lower() in ("all", "none") \
+                    else float(value)
+            except ValueError:
+                days = -1.0
+            if days is not None and not 0 < days < 100_000:
+                problems.append(f"{where}: keep-days must be a number of days above 0, or "
+                                "'all', skipped")
+            else:
+                config = config._replace(keep_days=days)
         else:
             problems.append(f"{where}: unknown setting {key!r}, skipped")
     return config, problems

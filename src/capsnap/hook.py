@@ -48,6 +48,7 @@ class Context(NamedTuple):
     problems: list[int]  # [count] of declarations that could not be read
     roots: tuple[str, ...]  # what a full snapshot walks (capsnap.conf, read once)
     wait: float  # seconds to wait for capsnap's lock and the database
+    retention: tuple[int | None, float | None]  # keep, keep-days (capsnap.conf)
     # What this run reapplied, once it has: a closing hook whose record
     # fails afterwards reports it, never reapplies twice or not at all.
     reapplied: list[list[reapply.Finding]]
@@ -395,6 +396,7 @@ def _close(ctx: Context, record: Callable[[Store], list[reapply.Finding]],
         try:
             with _store(ctx) as store:
                 findings = record(store)
+                _retain(ctx, store)
         except Exception as exc:  # the store's trouble must not stop the reapply
             ctx.report(_not_recorded(ctx, exc))
             ctx.problems[0] += 1
@@ -403,6 +405,17 @@ def _close(ctx: Context, record: Callable[[Store], list[reapply.Finding]],
     finally:
         _clear_markers(ctx)
     return _failures(findings, ctx)
+
+
+def _retain(ctx: Context, store: Store) -> None:
+    """Apply capsnap.conf's retention once the transaction is recorded; its
+    trouble is reported, never taken for the record's."""
+    keep, keep_days = ctx.retention
+    try:
+        if store.prune(keep, keep_days):
+            store.reclaim(thorough=False)
+    except Exception as exc:
+        ctx.report(f"old snapshots not pruned: {_explain(ctx, exc)}")
 
 
 def _clear_markers(ctx: Context) -> None:
@@ -484,7 +497,15 @@ def apt_pre_install_pkgs(ctx: Context) -> int:
         store.add_transaction_packages(tid, packages)
         installed = tuple(sorted(name for name, old, _ in packages if old))
         scope = Scope("package", installed) if installed else TRACKED
-        _snapshot(ctx, store, scope, tid, "before")
+        before = store.transaction_info(tid).before_id
+        if before is None:
+            _snapshot(ctx, store, scope, tid, "before")
+        elif installed:
+            # apt-pre-invoke took the transaction's before snapshot (of the
+            # tracked paths) a moment ago: the packages' files with
+            # capabilities join it.
+            store.extend_snapshot(before, scope.describe(),
+                                  snapshot.live_rows(ctx.paths, scope, ctx.known_bits))
     return 0
 
 
@@ -718,8 +739,8 @@ def _run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
     def report(message: str) -> None:
         messages.append(message)
 
-    ctx = Context(paths, db or paths.snapshot_db, known_bits,
-                  stdin, report, [0], settings.roots, settings.wait, [])
+    ctx = Context(paths, db or paths.snapshot_db, known_bits, stdin, report, [0],
+                  settings.roots, settings.wait, (settings.keep, settings.keep_days), [])
     failures = 0
     owner = _marker_owner(ctx)
     try:

@@ -4,8 +4,11 @@
 
 A snapshot records every file with capabilities in its scope, and also, with
 or without capabilities, the paths that matter for telling changes apart:
-declared paths, the paths that had capabilities in the newest snapshot, and
-(for a package scope) every file of the packages.  For each it keeps inode,
+declared paths and the paths that had capabilities in the newest snapshot.
+A package scope looks at every file of its packages but records only those
+with capabilities: a row for each of the thousands of files an upgrade
+writes would tell a diff nothing it cannot tell from the tracked paths, and
+made each transaction megabytes.  For each it keeps inode,
 size and mtime, so a later diff can say "capability stripped" (same inode)
 rather than "file replaced" (new inode, as dpkg and rpm write them).
 """
@@ -213,7 +216,7 @@ def live_rows(paths: SystemPaths, scope: Scope, known_bits: int,
                 continue
             for path in files:
                 row = probe(path, paths, known_bits)
-                if not row.present or row.inode is not None:  # files, not directories
+                if row.raw is not None:
                     rows[row.path] = row._replace(package=owner[0], version=owner[1])
     elif scope.kind != "tracked":
         raise InvalidInput(f"unknown snapshot scope {scope.kind!r}")

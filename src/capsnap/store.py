@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 APPLICATION = "capsnap"
 _SNAPSHOT_COLUMNS = "id, created, created_ns, label, scope, root, transaction_id, phase, entries"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class StoreError(OperationFailed):
@@ -191,8 +191,17 @@ def _run_script(db: sqlite3.Connection, script: str) -> None:
             db.execute(statement)
 
 
+def _migration_2(db: sqlite3.Connection) -> None:
+    # A closed transaction's baseline (every installed package's version) is
+    # what most of its bytes were: only the open one needs it.  The index
+    # lets retention find a transaction's snapshots without a scan.
+    db.execute("DELETE FROM transaction_baseline WHERE transaction_id IN (SELECT "
+               "transaction_id FROM snapshots WHERE phase='after')")
+    db.execute("CREATE INDEX snapshots_by_transaction ON snapshots (transaction_id)")
+
+
 # Index n upgrades a database of schema version n to n + 1.
-MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_migration_1,)
+MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_migration_1, _migration_2)
 
 
 def _now() -> str:
@@ -288,6 +297,11 @@ class Store:
                 raise StoreError(f"{self.path}: no snapshot database yet (take one with "
                                  "'capsnap snapshot')")
         else:
+            if not tables:
+                # Only a new database takes this without a VACUUM (and before
+                # WAL mode writes its header): space freed by pruning can then
+                # be given back a little at a time.
+                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA foreign_keys=ON")
             db.execute("PRAGMA synchronous=NORMAL")
@@ -420,15 +434,32 @@ class Store:
                     self._insert(batch)
                     batch = []
             self._insert(batch)
-            self.db.execute("UPDATE snapshots SET entries=(SELECT count(*) FROM entries "
-                            "WHERE snapshot_id=? AND raw IS NOT NULL) WHERE id=?",
-                            (snapshot_id, snapshot_id))
+            self._count_entries(snapshot_id)
+            if phase == "after" and transaction_id is not None:
+                # Closed: the versions it began with are no longer needed.
+                self.db.execute("DELETE FROM transaction_baseline WHERE transaction_id=?",
+                                (transaction_id,))
             return snapshot_id
 
-    def _insert(self, batch: list[tuple[object, ...]]) -> None:
+    def extend_snapshot(self, snapshot_id: int, scope: str, rows: Iterable[Row]) -> None:
+        """Add rows of paths a snapshot has not recorded yet, and widen its
+        scope: apt's package list arrives after its before snapshot is taken,
+        and a transaction keeps one before snapshot."""
+        rows = list(rows)  # the walk, before the lock
+        with self.locked(), self.transaction():
+            self._insert([(snapshot_id, *row) for row in rows], replace=False)
+            self.db.execute("UPDATE snapshots SET scope=? WHERE id=?", (scope, snapshot_id))
+            self._count_entries(snapshot_id)
+
+    def _count_entries(self, snapshot_id: int) -> None:
+        self.db.execute("UPDATE snapshots SET entries=(SELECT count(*) FROM entries "
+                        "WHERE snapshot_id=? AND raw IS NOT NULL) WHERE id=?",
+                        (snapshot_id, snapshot_id))
+
+    def _insert(self, batch: list[tuple[object, ...]], replace: bool = True) -> None:
         if batch:
-            self.db.executemany("INSERT OR REPLACE INTO entries VALUES "
-                                "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+            self.db.executemany(f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO entries "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
 
     def snapshots(self) -> list[Snapshot]:
         return [Snapshot(*r) for r in self.db.execute(
@@ -509,25 +540,90 @@ class Store:
                 out[path] = found
         return out
 
-    def prune(self, keep: int) -> int:
-        """Delete all but the `keep` newest snapshots; how many went."""
-        if keep < 0:
-            raise InvalidInput("--keep must be 0 or more")
+    def prune(self, keep: int | None = None, keep_days: float | None = None,
+              now_ns: int | None = None) -> int:
+        """Delete what retention does not keep; how many snapshots went.
+
+        What is kept or deleted is a record: a transaction with its before
+        and after snapshots (diff needs both), or a snapshot taken outside
+        one.  Kept: the `keep` newest records and those younger than
+        `keep_days` (both, when both are given), and always the newest
+        record, whose rows are what the next hook tracks.
+        """
+        if keep is not None and keep < 1:
+            raise InvalidInput("keep must be 1 or more (the newest transaction is always kept)")
+        if keep_days is not None and keep_days < 0:
+            raise InvalidInput("keep-days must be 0 or more")
+        if keep is None and keep_days is None:
+            return 0
+        now_ns = time.time_ns() if now_ns is None else now_ns
         with self.locked(), self.transaction():
-            doomed = [r[0] for r in self.db.execute(
-                "SELECT id FROM snapshots ORDER BY id DESC LIMIT -1 OFFSET ?", (keep,))]
-            # Keep a transaction's before snapshot with its after one: diff
-            # with no argument needs both.
-            kept_transactions = {r[0] for r in self.db.execute(
-                "SELECT transaction_id FROM (SELECT * FROM snapshots ORDER BY id DESC "
-                "LIMIT ?) WHERE transaction_id IS NOT NULL", (keep,))}
-            doomed = [i for i in doomed if self.db.execute(
-                "SELECT transaction_id FROM snapshots WHERE id=?", (i,)).fetchone()[0]
-                not in kept_transactions]
-            self.db.executemany("DELETE FROM snapshots WHERE id=?", [(i,) for i in doomed])
-            self.db.execute("DELETE FROM transactions WHERE id NOT IN (SELECT "
-                            "transaction_id FROM snapshots WHERE transaction_id IS NOT NULL)")
-        return len(doomed)
+            # Each record as (newest snapshot id, its time, transaction or None,
+            # the snapshot when it is one taken by hand), newest first.
+            records = self.db.execute(
+                "SELECT max(id), max(created_ns), transaction_id, NULL FROM snapshots "
+                "WHERE transaction_id IS NOT NULL GROUP BY transaction_id "
+                "UNION ALL SELECT id, created_ns, NULL, id FROM snapshots "
+                "WHERE transaction_id IS NULL ORDER BY 1 DESC").fetchall()
+            oldest_ns = None if keep_days is None else now_ns - int(keep_days * 86400e9)
+            # A transaction still open belongs to a run that will close it.
+            still_open = self.open_transaction()
+            doomed = [r for n, r in enumerate(records) if n > 0 and (r[2] is None or r[2] != still_open) and (
+                (keep is not None and n >= keep) or (oldest_ns is not None and r[1] < oldest_ns))]
+            gone = 0
+            for _, _, tid, snapshot_id in doomed:
+                if tid is not None:
+                    gone += self.db.execute("DELETE FROM snapshots WHERE transaction_id=?",
+                                            (tid,)).rowcount
+                    self.db.execute("DELETE FROM transactions WHERE id=?", (tid,))
+                else:
+                    gone += self.db.execute("DELETE FROM snapshots WHERE id=?",
+                                            (snapshot_id,)).rowcount
+            # A transaction left without any snapshot (its run died before
+            # the first) is history of nothing; the newest may still be opening.
+            self.db.execute("DELETE FROM transactions WHERE id < (SELECT max(id) FROM "
+                            "transactions) AND id NOT IN (SELECT transaction_id FROM "
+                            "snapshots WHERE transaction_id IS NOT NULL)")
+        return gone
+
+    def size(self) -> int:
+        """Bytes of the database file and its write-ahead log."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.stat(os.path.basename(self.path) + suffix,
+                                 dir_fd=self._dir_fd).st_size
+            except OSError:
+                pass
+        return total
+
+    def reclaim(self, thorough: bool) -> None:
+        """Give the space pruning freed back to the filesystem.
+
+        `thorough` (the administrator's prune): VACUUM, which rewrites the
+        file (and turns on incremental auto-vacuum for a database made
+        before it was the default).  Otherwise (a hook) only when free pages
+        are over a quarter of the file: new rows reuse them anyway, and an
+        incremental vacuum frees them without rewriting the rest.
+        """
+        db = self.db
+        with self.locked():
+            incremental = db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+            if not thorough:
+                free = db.execute("PRAGMA freelist_count").fetchone()[0]
+                pages = db.execute("PRAGMA page_count").fetchone()[0]
+                if free * 4 <= pages:
+                    return
+            if thorough or not incremental:
+                # Changing auto_vacuum on a database with tables takes one VACUUM.
+                db.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                db.execute("VACUUM")
+            else:
+                # It frees one page a step, and execute() steps once a
+                # statement that returns no rows: executescript() runs it out.
+                db.executescript("PRAGMA incremental_vacuum")
+            # In WAL mode the file shrinks when the log is written back into it.
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # --- package-manager transactions --------------------------------------
 
