@@ -11,6 +11,7 @@ touched: capsnap says so and stops.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import sqlite3
@@ -568,8 +569,10 @@ class Store:
             oldest_ns = None if keep_days is None else now_ns - int(keep_days * 86400e9)
             # A transaction still open belongs to a run that will close it.
             still_open = self.open_transaction()
-            doomed = [r for n, r in enumerate(records) if n > 0 and (r[2] is None or r[2] != still_open) and (
-                (keep is not None and n >= keep) or (oldest_ns is not None and r[1] < oldest_ns))]
+            doomed = [r for n, r in enumerate(records)
+                      if n > 0 and (r[2] is None or r[2] != still_open)
+                      and ((keep is not None and n >= keep)
+                           or (oldest_ns is not None and r[1] < oldest_ns))]
             gone = 0
             for _, _, tid, snapshot_id in doomed:
                 if tid is not None:
@@ -590,11 +593,9 @@ class Store:
         """Bytes of the database file and its write-ahead log."""
         total = 0
         for suffix in ("", "-wal"):
-            try:
+            with contextlib.suppress(OSError):
                 total += os.stat(os.path.basename(self.path) + suffix,
                                  dir_fd=self._dir_fd).st_size
-            except OSError:
-                pass
         return total
 
     def reclaim(self, thorough: bool) -> None:
