@@ -72,3 +72,26 @@ def test_internal_errors_never_escape(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_changed_packages() -> None:
     assert hook._changed({"a": "1", "b": "2", "c": "3"}, {"a": "1", "b": "2.1", "d": "4"}) == [
         ("b", "2", "2.1"), ("c", "3", None), ("d", None, "4")]
+
+
+def test_retention_settings(tmp_path: Path) -> None:
+    from capsnap import config
+
+    conf = tmp_path / "etc/capsnap/capsnap.conf"
+    conf.parent.mkdir(parents=True)
+    paths = SystemPaths(root=str(tmp_path))
+
+    def retention() -> tuple[int | None, float | None]:
+        settings = config.load(paths)[0]
+        return settings.keep, settings.keep_days
+
+    assert retention() == (100, None)  # bounded by default
+    conf.write_text("keep = 7\nkeep-days = 30\n")
+    assert retention() == (7, 30.0) and not config.load(paths)[1]
+    conf.write_text("keep = all\nkeep-days = none\n")
+    assert retention() == (None, None)
+    conf.write_text("keep = 0\nkeep = -3\nkeep = x\nkeep-days = 0\nkeep-days = nan\n")
+    settings, problems = config.load(paths)
+    assert settings == config.Config() and len(problems) == 5
+    assert problems[0].endswith("capsnap.conf:1: keep must be a number of transactions "
+                                "(1 or more) or 'all', skipped")

@@ -128,3 +128,77 @@ def test_prune_and_transactions(tmp_path: Path) -> None:
         assert store.prune(2) == 3
         assert len(store.snapshots()) == 2
         assert store.last_complete_transaction() is None
+
+
+def test_retention_counts_transactions_and_keeps_the_newest(tmp_path: Path) -> None:
+    day = 86400 * 10**9
+    with Store(str(tmp_path / "c.db")) as store:
+        def transaction(closed: bool = True) -> int:
+            tid = store.begin_transaction("apt", [("foo", "1", "2")])
+            store.set_baseline(tid, {"foo": "1", "bar": "3"})
+            store.add_snapshot("package:foo", "/", rows(3), transaction_id=tid, phase="before")
+            if closed:
+                store.add_snapshot("package:foo", "/", rows(3), transaction_id=tid,
+                                   phase="after")
+            return tid
+
+        first, second = transaction(), transaction()
+        by_hand = store.add_snapshot("full", "/", rows(2))
+        third = transaction()
+        assert store.baseline(third) == {}  # closed: its baseline went with it
+        with pytest.raises(InvalidInput):
+            store.prune(0)
+        assert store.prune(None, None) == 0
+        # Records, newest first: third, the snapshot by hand, second, first.
+        assert store.prune(3) == 2
+        assert store.transaction_info(second).before_id is not None
+        with pytest.raises(InvalidInput):
+            store.transaction_info(first)
+        # By age: everything is a day old two days from now, but the newest stays.
+        now = store.snapshots()[0].created_ns
+        assert store.prune(keep_days=1, now_ns=now + day // 2) == 0
+        assert store.prune(keep_days=1, now_ns=now + 2 * day) == 3
+        assert [s.transaction_id for s in store.snapshots()] == [third, third]
+        assert by_hand not in {s.id for s in store.snapshots()}
+        # A transaction still open is never pruned, even under a snapshot by hand.
+        still_open = transaction(closed=False)
+        store.add_snapshot("full", "/", rows(1))
+        assert store.prune(1) == 2
+        assert store.open_transaction() == still_open
+        assert store.baseline(still_open) == {"foo": "1", "bar": "3"}
+        assert store.last_complete_transaction() is None  # third went: it was not newest
+
+
+def test_reclaim_gives_space_back(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    with Store(str(db)) as store:
+        assert store.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+        for _ in range(4):
+            store.add_snapshot("full", "/", rows(3000))
+        store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        full = db.stat().st_size
+        assert store.prune(1) == 3
+        store.reclaim(thorough=False)
+        assert db.stat().st_size < full / 2
+    # A database made before incremental auto-vacuum is converted once.
+    old = tmp_path / "old.db"
+    with Store(str(old)) as store:
+        store.db.execute("PRAGMA auto_vacuum=NONE")
+        store.db.execute("VACUUM")
+        for _ in range(4):
+            store.add_snapshot("full", "/", rows(3000))
+        store.prune(2)
+        store.reclaim(thorough=False)
+        assert store.db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2
+        assert store.db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+
+
+def test_a_snapshot_extended_keeps_its_first_rows(tmp_path: Path) -> None:
+    with Store(str(tmp_path / "c.db")) as store:
+        first = rows(2)
+        snap = store.add_snapshot("tracked", "/", first[:1])
+        later = [r._replace(raw=None, text=None) for r in first]
+        store.extend_snapshot(snap, "package:foo", later)
+        assert list(store.rows(snap)) == [first[0], later[1]]
+        found = store.find(str(snap))
+        assert (found.scope, found.entries) == ("package:foo", 1)
