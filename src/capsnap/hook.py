@@ -547,7 +547,8 @@ def _status_before(ctx: Context) -> str:
 
 
 def _before_rows(ctx: Context, store: Store, wanted: list[bytes], started_ns: int,
-                 owners: dict[bytes, tuple[str, str]]) -> list[Row]:
+                 owners: dict[bytes, tuple[str, str]],
+                 versions: tuple[dict[str, str], dict[str, str]]) -> list[Row]:
     """The tracked paths as they were when dpkg began, without a snapshot then.
 
     dpkg's pre-invoke hook is sh, not a python start (which would cost more
@@ -555,7 +556,9 @@ def _before_rows(ctx: Context, store: Store, wanted: list[bytes], started_ns: in
     the marker it wrote is as it was; one the run touched was as the newest
     snapshot last saw it (a file the run rewrote on a filesystem that keeps
     whole seconds counts as touched: wrongly so only if the administrator
-    changed it in the second before the run).
+    changed it in the second before the run).  A path declared since the
+    newest snapshot has no row there: its package's version before the run
+    (`versions`: changed packages, before and after) says whose file it was.
     """
     known = store.newest_rows(wanted)
     rows = []
@@ -578,8 +581,20 @@ def _before_rows(ctx: Context, store: Store, wanted: list[bytes], started_ns: in
         elif last is not None:
             rows.append(last)
         else:
-            rows.append(Row(path, None, None, None, None, None, False))
+            rows.append(_unseen(ctx, path, versions))
     return rows
+
+
+def _unseen(ctx: Context, path: bytes, versions: tuple[dict[str, str], dict[str, str]]) \
+        -> Row:
+    """A path the run touched and no snapshot recorded: its owner's file at
+    the owner's version before the run, if the owner was installed then."""
+    owned = snapshot.attribute(ctx.paths, [Row(path, None, None, None, None, None, True)])[0]
+    before, after = versions
+    package = owned.package
+    if package is None or (package in after and package not in before):
+        return Row(path, None, None, None, None, None, False)
+    return owned._replace(version=before.get(package, owned.version))
 
 
 def dpkg_finish(ctx: Context) -> int:
@@ -610,7 +625,7 @@ def dpkg_finish(ctx: Context) -> int:
         _close_stale(ctx, store, owner_alive=False)
         tid = store.begin_transaction("dpkg", changed)
         wanted, owners = snapshot.tracked(store, catalogue)
-        rows = _before_rows(ctx, store, wanted, started_ns, owners)
+        rows = _before_rows(ctx, store, wanted, started_ns, owners, (before, after))
         store.add_snapshot(TRACKED.describe(), ctx.paths.root, rows, transaction_id=tid,
                            phase="before")
         names = None if everything else [name for name, _, _ in changed]
