@@ -179,7 +179,9 @@ def _walked_rows(paths: SystemPaths, scope: Scope, root_fd: int, known_bits: int
                                f"{', '.join(scan.PSEUDO)}")
         if start is not None:
             to_walk.append(start)
-        elif row is not None:
+        elif row is not None and row.raw is not None:
+            # As in a walk, a file without capabilities is not recorded (rpm's
+            # hook names every file of the packages it changes).
             yield row
     for found in scan.walk(to_walk, root_fd, stats, progress):
         yield Row(found.path, found.raw, *_text(found.raw, known_bits), None, None, True,
