@@ -499,6 +499,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
                              extra=tracked, roots=config.load(args.paths_)[0].roots,
                              missing_packages_ok=True)
             changes = diff.grouped(diff.compare(store.rows(first.id), live, first.created_ns))
+    unrecorded = [c for c in changes if c.kind == diff.NOT_RECORDED]
+    changes = [c for c in changes if c.kind != diff.NOT_RECORDED]
     if args.json:
         _print_json({
             "from": _snapshot_json(first),
@@ -511,10 +513,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
                              capsnap=actions.get(c.path, (None,))[0],
                              before=_row_json(c.before), after=_row_json(c.after))
                         for c in changes],
+            "not_recorded": [dict(**_path_json(c.path),
+                                  side="before" if c.before is None else "after")
+                             for c in unrecorded],
             "summary": {kind: sum(1 for c in changes if c.kind == kind)
-                        for kind in diff.KINDS},
+                        for kind in diff.KINDS if kind != diff.NOT_RECORDED},
         })
         return EXIT_DIFFERENT if changes else EXIT_OK
+    _out(_diff_header(transaction, first, second))
     rows = []
     for c in changes:
         what = c.kind
@@ -523,7 +529,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
             what += ", caps lost, restored by capsnap"
         elif c.kind == diff.REPLACED:
             what += ", caps kept" if c.survived else ", caps lost" if not (
-                c.after and c.after.raw) else ", caps changed"
+                c.after and c.after.raw) else ", caps gained" if not (
+                c.before and c.before.raw) else ", caps changed"
         elif action:
             what += f", {action} by capsnap"
         rows.append([what, os.fsdecode(c.path),
@@ -534,7 +541,33 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if rows:
         _table(rows, ["CHANGE", "PATH", "BEFORE", "AFTER", "PACKAGE"],
                colours=[_COLOURS[c.kind] for c in changes])
+    else:
+        _out("no capability changes")
+    if unrecorded:
+        sides = {"before" if c.before is None else "after" for c in unrecorded}
+        which = " and ".join(f"the {side} snapshot" for side in ("before", "after")
+                             if side in sides)
+        _out(f"{len(unrecorded)} path{'s' if len(unrecorded) != 1 else ''} with "
+             f"capabilities outside the scope of {which}: not compared "
+             "(--json lists them)")
     return EXIT_DIFFERENT if changes else EXIT_OK
+
+
+def _diff_header(transaction: Any, first: Any, second: Any) -> str:
+    """What was compared: the transaction (manager, packages, versions) or the snapshots."""
+    def name(snap: Any) -> str:
+        return f"snapshot {snap.id}" + (f" ({snap.label})" if snap.label else "")
+
+    compared = f"{name(first)} -> {name(second) if second is not None else 'the live system'}"
+    if transaction is None:
+        return compared
+    shown = [f"{p} {o} -> {n}" if o and n and o != n else f"{p} {n or o}" + (
+        " (removed)" if n is None else " (installed)" if o is None else "")
+        for p, o, n in transaction.packages]
+    # One line, whatever the transaction's size: --json has them all.
+    packages = ", ".join(shown[:8]) + (f", ... (+{len(shown) - 8})" if len(shown) > 8 else "") \
+        if shown else "no package versions changed"
+    return f"transaction {transaction.id} ({transaction.manager}): {packages}; {compared}"
 
 
 def cmd_prune(args: argparse.Namespace) -> int:

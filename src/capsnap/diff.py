@@ -3,9 +3,12 @@
 """What changed between two snapshots (pure).
 
 Both sides arrive as rows sorted by path and are merged in one pass, so a
-diff of two large snapshots never holds either in memory.  The inode tells
-a stripped capability (same file) from a replaced file (dpkg and rpm write
-every upgraded file as a new inode).
+diff of two large snapshots never holds either in memory.  The file's
+identity (inode and birth time, see snapshot.same_file) tells a stripped
+capability (same file) from a replaced file (dpkg and rpm write every
+upgraded file anew, often on the inode number the old one freed).  A path
+only one of the two snapshots looked at is "not recorded" on the other
+side: never a loss or a gain that nobody saw.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ CHANGED = "changed"
 REPLACED = "replaced"
 REMOVED = "removed"
 NEW = "new"
-KINDS = (LOST, GAINED, CHANGED, REPLACED, REMOVED, NEW)
+NOT_RECORDED = "not recorded"
+KINDS = (LOST, GAINED, CHANGED, REPLACED, REMOVED, NEW, NOT_RECORDED)
 DESCRIPTIONS = {
     LOST: "capability lost",
     GAINED: "capability gained",
@@ -29,6 +33,7 @@ DESCRIPTIONS = {
     REPLACED: "file replaced",
     REMOVED: "file removed",
     NEW: "new file with capabilities",
+    NOT_RECORDED: "outside the scope of one of the two snapshots: not compared",
 }
 
 
@@ -40,37 +45,45 @@ class Change(NamedTuple):
     survived: bool | None = None  # for a replaced file: kept its capabilities?
 
 
+def _replaced(a: Row, b: Row) -> bool:
+    """Both rows saw a file, and not the same one.  A row that knows no
+    identity (no inode) cannot say: then the file is taken as the same."""
+    from capsnap.snapshot import same_file
+
+    return a.present and b.present and a.inode is not None and b.inode is not None \
+        and not same_file(a, b)
+
+
 def _classify(a: Row | None, b: Row | None, since_ns: int | None) -> Change | None:
     path = a.path if a is not None else b.path  # type: ignore[union-attr]
     had = a is not None and a.raw is not None
     has = b is not None and b.raw is not None
     if not had and not has:
         return None
+    if a is None or b is None:
+        if a is None and since_ns is not None and b is not None and b.btime_ns is not None \
+                and b.btime_ns > since_ns:
+            # The earlier snapshot did not record the path; the file was born after it.
+            return Change(NEW, path, a, b)
+        # One side never looked at this path: what it held there is unknown.
+        return Change(NOT_RECORDED, path, a, b)
     if had and has:
-        assert a is not None and b is not None
-        if a.inode is not None and b.inode is not None and a.inode != b.inode:
+        if _replaced(a, b):
             return Change(REPLACED, path, a, b, survived=a.raw == b.raw)
         if a.raw != b.raw:
             return Change(CHANGED, path, a, b)
         return None
     if had:
-        assert a is not None
-        if b is None:
-            # The later snapshot did not look at this path with capabilities.
-            return Change(LOST, path, a, None)
         if not b.present:
             return Change(REMOVED, path, a, b)
-        if a.inode is not None and b.inode is not None and a.inode != b.inode:
+        if _replaced(a, b):
             return Change(REPLACED, path, a, b, survived=False)
         return Change(LOST, path, a, b)
-    assert b is not None
-    if a is not None and not a.present:
+    if not a.present:
         return Change(NEW, path, a, b)
-    if a is None and since_ns is not None and b.btime_ns is not None and b.btime_ns > since_ns:
-        # The earlier snapshot did not record the path; the file was born after it.
-        return Change(NEW, path, a, b)
-    if a is not None and a.inode is not None and b.inode is not None and a.inode != b.inode:
-        return Change(NEW, path, a, b)
+    if _replaced(a, b):
+        # The file existed (without capabilities) and was replaced by one with them.
+        return Change(REPLACED, path, a, b, survived=False)
     return Change(GAINED, path, a, b)
 
 

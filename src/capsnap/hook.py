@@ -347,7 +347,8 @@ def finish(ctx: Context, tid: int, announced: Iterable[str] = ()) -> int:
         names = sorted({name for name, _, _ in changed} | set(announced))
         before = store.transaction_info(tid).before_id
         touched = _touched(ctx, store.rows(before)) if before is not None else set()
-        return _reapply_and_take_after(ctx, store, tid, changed, names, touched, catalogue)
+        return _reapply_and_take_after(ctx, store, tid, changed, names, touched, catalogue,
+                                       also=announced)
 
     return _close(ctx, record, catalogue)
 
@@ -355,13 +356,19 @@ def finish(ctx: Context, tid: int, announced: Iterable[str] = ()) -> int:
 def _reapply_and_take_after(ctx: Context, store: Store, tid: int,
                             changed: list[tuple[str, str | None, str | None]],
                             names: list[str] | None, touched: set[str],
-                            catalogue: declarations.Catalogue) -> list[reapply.Finding]:
+                            catalogue: declarations.Catalogue,
+                            also: Iterable[str] = ()) -> list[reapply.Finding]:
     """A closing hook's last steps: reapply what the transaction touched (the
     declarations of `names`, every one when None, and of the touched paths),
-    then take the after snapshot of the packages it installed or upgraded."""
+    then take the after snapshot of the packages it installed or upgraded,
+    and of those it was told of (`also`) that are installed: apt-get -f
+    install configures a package dpkg -i left unpacked, at the same
+    version, and its postinst may set capabilities then."""
     findings = _reapply(ctx, names, touched, catalogue, store) \
         if names is None or names or touched else []
-    installed = tuple(n for n, _, new in changed if new)
+    versions = _versions(ctx.paths) if also else {}
+    installed = tuple(sorted({n for n, _, new in changed if new}
+                             | {n for n in also if n in versions and ":" not in n}))
     _forget_purged(ctx, [n for n, _, new in changed if new is None])
     _snapshot(ctx, store, Scope("package", installed) if installed else TRACKED, tid, "after",
               catalogue)
@@ -588,7 +595,7 @@ def dpkg_finish(ctx: Context) -> int:
         # Not under apt (or this would be apt's): whatever is open is stale.
         _close_stale(ctx, store, owner_alive=False)
         tid = store.begin_transaction("dpkg", changed)
-        wanted, owners = snapshot.tracked(store, catalogue)
+        wanted, owners = snapshot.tracked(store, catalogue, ctx.paths)
         rows = _before_rows(ctx, store, wanted, started_ns, owners)
         store.add_snapshot(TRACKED.describe(), ctx.paths.root, rows, transaction_id=tid,
                            phase="before")
