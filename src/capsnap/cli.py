@@ -488,17 +488,20 @@ def cmd_diff(args: argparse.Namespace) -> int:
         actions = store.actions(tid) if tid is not None else {}
         if transaction is None and tid is not None:
             transaction = store.transaction_info(tid)
-        if second is not None:
-            changes = diff.grouped(diff.compare_pairs(store.changed_pairs(first.id, second.id),
-                                                      first.created_ns))
-        else:
-            from capsnap import config
+        from capsnap import config
 
+        roots = config.load(args.paths_)[0].roots
+        covered_before = diff.covers(first.scope, roots)
+        if second is not None:
+            changes = diff.grouped(diff.compare_pairs(
+                store.changed_pairs(first.id, second.id), first.created_ns,
+                covered_before, diff.covers(second.scope, roots)))
+        else:
             tracked = [r.path for r in store.rows(first.id)]
             live = live_rows(args.paths_, Scope.parse(first.scope), _known_bits(),
-                             extra=tracked, roots=config.load(args.paths_)[0].roots,
-                             missing_packages_ok=True)
-            changes = diff.grouped(diff.compare(store.rows(first.id), live, first.created_ns))
+                             extra=tracked, roots=roots, missing_packages_ok=True)
+            changes = diff.grouped(diff.compare(store.rows(first.id), live, first.created_ns,
+                                                covered_before, covered_before))
     unrecorded = [c for c in changes if c.kind == diff.NOT_RECORDED]
     changes = [c for c in changes if c.kind != diff.NOT_RECORDED]
     if args.json:
@@ -628,6 +631,12 @@ def cmd_install_hooks(args: argparse.Namespace) -> int:
 
     for path, action in hookfiles.install(args.paths_, args.executable, args.force):
         _err(f"{action} {path}")
+    # From now on every package run is compared with what is there: take
+    # the baseline now, or a capability already on the machine is never
+    # tracked.  Like a hook, it never fails the installation.
+    from capsnap import hook
+
+    hook.run("baseline", args.paths_, getattr(args, "db", None), _known_bits())
     return EXIT_OK
 
 

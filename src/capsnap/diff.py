@@ -13,7 +13,8 @@ side: never a loss or a gain that nobody saw.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 
 from capsnap.records import NamedTuple
 from capsnap.store import Row
@@ -54,12 +55,55 @@ def _replaced(a: Row, b: Row) -> bool:
         and not same_file(a, b)
 
 
-def _classify(a: Row | None, b: Row | None, since_ns: int | None) -> Change | None:
+def covers(scope: str, roots: Iterable[str] = ()) -> Callable[[bytes], bool]:
+    """Whether a snapshot of `scope` (as stored) looked at a path, so that
+    a path it has no row for had no capabilities then.  A full walk looks at
+    everything under `roots`, a path scope under its paths; a package scope
+    has a row for every file of its packages, so a path without one was
+    never looked at, like one a "tracked" snapshot does not track."""
+    import fnmatch
+
+    from capsnap.snapshot import Scope
+
+    parsed = Scope.parse(scope)
+    if parsed.kind == "full":
+        patterns = [os.fsencode(r.rstrip("/")) for r in roots]
+    elif parsed.kind == "path":
+        patterns = [os.fsencode(i.rstrip("/")) for i in parsed.items]
+    else:
+        return lambda path: False
+
+    def covered(path: bytes) -> bool:
+        for pattern in patterns:
+            depth = pattern.count(b"/")
+            head = b"/".join(path.split(b"/")[:depth + 1])
+            if (head == pattern or fnmatch.fnmatchcase(head, pattern)) and \
+                    (len(path) == len(head) or path[len(head):len(head) + 1] == b"/"):
+                return True
+        return False
+
+    return covered
+
+
+def _unseen(path: bytes) -> bool:
+    return False
+
+
+def _classify(a: Row | None, b: Row | None, since_ns: int | None,
+              covered_before: Callable[[bytes], bool] = _unseen,
+              covered_after: Callable[[bytes], bool] = _unseen) -> Change | None:
     path = a.path if a is not None else b.path  # type: ignore[union-attr]
     had = a is not None and a.raw is not None
     has = b is not None and b.raw is not None
     if not had and not has:
         return None
+    if a is None and covered_before(path):
+        # Looked at, without capabilities then.
+        born_after = since_ns is not None and b is not None and b.btime_ns is not None \
+            and b.btime_ns > since_ns
+        return Change(NEW if born_after else GAINED, path, a, b)
+    if b is None and covered_after(path):
+        return Change(LOST, path, a, b)
     if a is None or b is None:
         if a is None and since_ns is not None and b is not None and b.btime_ns is not None \
                 and b.btime_ns > since_ns:
@@ -88,20 +132,24 @@ def _classify(a: Row | None, b: Row | None, since_ns: int | None) -> Change | No
 
 
 def compare(before: Iterable[Row], after: Iterable[Row],
-            since_ns: int | None = None) -> Iterator[Change]:
+            since_ns: int | None = None,
+            covered_before: Callable[[bytes], bool] = _unseen,
+            covered_after: Callable[[bytes], bool] = _unseen) -> Iterator[Change]:
     """Changes from `before` to `after`, both sorted by path, in path order.
 
     `since_ns` is when `before` was taken: a file created after it that the
-    earlier snapshot has no record of is new, not merely gained.
+    earlier snapshot has no record of is new, not merely gained.  A path
+    one side has no row for is "not recorded" there, unless that side's
+    scope `covered` it (see covers()).
     """
     left, right = iter(before), iter(after)
     a, b = next(left, None), next(right, None)
     while a is not None or b is not None:
         if b is None or (a is not None and a.path < b.path):
-            change = _classify(a, None, since_ns)
+            change = _classify(a, None, since_ns, covered_before, covered_after)
             a = next(left, None)
         elif a is None or b.path < a.path:
-            change = _classify(None, b, since_ns)
+            change = _classify(None, b, since_ns, covered_before, covered_after)
             b = next(right, None)
         else:
             change = _classify(a, b, since_ns)
@@ -111,10 +159,12 @@ def compare(before: Iterable[Row], after: Iterable[Row],
 
 
 def compare_pairs(pairs: Iterable[tuple[Row | None, Row | None]],
-                  since_ns: int | None = None) -> Iterator[Change]:
+                  since_ns: int | None = None,
+                  covered_before: Callable[[bytes], bool] = _unseen,
+                  covered_after: Callable[[bytes], bool] = _unseen) -> Iterator[Change]:
     """Changes from pairs of rows already matched by path (see Store.changed_pairs)."""
     for a, b in pairs:
-        change = _classify(a, b, since_ns)
+        change = _classify(a, b, since_ns, covered_before, covered_after)
         if change is not None:
             yield change
 
