@@ -569,7 +569,7 @@ def _diff_header(transaction: Any, first: Any, second: Any) -> str:
         for p, o, n in transaction.packages]
     # One line, whatever the transaction's size: --json has them all.
     packages = ", ".join(shown[:8]) + (f", ... (+{len(shown) - 8})" if len(shown) > 8 else "") \
-        if shown else "no package versions changed"
+        if shown else "no package version changed"
     return f"transaction {transaction.id} ({transaction.manager}): {packages}; {compared}"
 
 

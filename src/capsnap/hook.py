@@ -656,7 +656,10 @@ def dpkg_finish(ctx: Context) -> int:
         started_ns = time.time_ns()
         before, after, everything = {}, {}, True
         noted = {}
-    changed = _changed(before, after)
+    # A paragraph that changed at the same version: dpkg unpacked,
+    # reinstalled or configured the package (its files may be new).
+    changed = sorted(_changed(before, after) + [
+        (n, v, v) for n, v in before.items() if after.get(n) == v and ":" not in n])
     catalogue = _catalogue(ctx)
 
     def record(store: Store) -> list[reapply.Finding]:
