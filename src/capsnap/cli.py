@@ -270,14 +270,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     from capsnap.declarations import canonical_in
 
     for item in catalogue.resolve(canonical_in(args.paths_)):
+        # Each under the one name of its file, as check and diff name it.
         if item.winner is not None:
             beaten = ", ".join(d.label() for d in item.overridden if d.source != "local")
-            entries.append((item.winner, f"wins over {beaten}" if beaten else "in force"))
+            entries.append((item.winner._replace(path=item.path),
+                            f"wins over {beaten}" if beaten else "in force"))
         for decl in item.overridden:
-            entries.append((decl, "overridden by local" if item.winner and
-                            item.winner.source == "local" else "duplicate"))
+            entries.append((decl._replace(path=item.path), "overridden by local"
+                            if item.winner and item.winner.source == "local" else "duplicate"))
         for decl in item.conflicting:
-            entries.append((decl, "conflict: left alone"))
+            entries.append((decl._replace(path=item.path), "conflict: left alone"))
     if args.json:
         _print_json([dict(decl.as_json(known), state=state) for decl, state in entries])
         return EXIT_OK
@@ -343,10 +345,15 @@ def cmd_reapply(args: argparse.Namespace) -> int:
 
 def cmd_declare(args: argparse.Namespace) -> int:
     from capsnap.declarations import local, owner_of
+    from capsnap.snapshot import canonical_paths
 
+    # One file, one name: /bin/ping and /usr//bin/./ping are /usr/bin/ping
+    # (merged /usr), declared once and named so in every message.
+    canonical = canonical_paths(args.paths_)
+    args.path = canonical(args.path) if args.path.startswith("/") else args.path
     owner = owner_of(args.paths_, args.path)
     file, replaced = local.declare(args.paths_, args.path, args.caps, args.reason,
-                                   owner[0] if owner else None, _known_bits())
+                                   owner[0] if owner else None, _known_bits(), canonical)
     shown = file.removeprefix(args.root.rstrip("/")) if args.root != "/" else file
     _err(f"{'replaced' if replaced else 'added'} the local declaration of {args.path} "
          f"in {shown}" + (f" (file of package {owner[0]} {owner[1]})" if owner else ""))
@@ -355,8 +362,11 @@ def cmd_declare(args: argparse.Namespace) -> int:
 
 def cmd_undeclare(args: argparse.Namespace) -> int:
     from capsnap.declarations import local
+    from capsnap.snapshot import canonical_paths
 
-    for file in local.undeclare(args.paths_, args.path):
+    canonical = canonical_paths(args.paths_)
+    args.path = canonical(args.path) if args.path.startswith("/") else args.path
+    for file in local.undeclare(args.paths_, args.path, canonical):
         if args.verbose:
             _err(f"removed the local declaration of {args.path} from {file}")
     return EXIT_OK

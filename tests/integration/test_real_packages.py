@@ -213,4 +213,14 @@ def test_every_loss_of_a_real_package_is_in_diff(machine: Path,
     ok(root, "dpkg", "-i", debs["liboping0"])
     status, changes, text = diff(root)
     assert status == 0 and text.splitlines()[-1] == "no capability changes", text
+    # Declaring /bin/ping and /usr//bin/./ping is one declaration of /usr/bin/ping.
+    ok(root, "capsnap", "declare", "/bin/ping", "cap_net_raw=ep")
+    ok(root, "capsnap", "declare", "/usr//bin/./ping", "cap_net_raw=ep")
+    listed = json.loads(ok(root, "capsnap", "list", "--json"))
+    local = [d for d in listed if d.get("source") == "local"] if isinstance(listed, list) \
+        else listed
+    assert json.dumps(local).count('"/usr/bin/ping"') == 1, listed
+    assert '"/bin/ping"' not in json.dumps(listed)
+    ok(root, "capsnap", "undeclare", "/bin/ping")
+    assert '"/usr/bin/ping"' not in ok(root, "capsnap", "list", "--json")
     print(f"real-package scenario: {time.monotonic() - started:.1f} s")
