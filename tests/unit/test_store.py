@@ -128,3 +128,24 @@ def test_prune_and_transactions(tmp_path: Path) -> None:
         assert store.prune(2) == 3
         assert len(store.snapshots()) == 2
         assert store.last_complete_transaction() is None
+
+
+def test_a_path_stays_tracked_until_its_file_is_gone(tmp_path: Path) -> None:
+    raw = bytes.fromhex("0100000200200000000000000000000000000000")
+
+    def seen(caps: bytes | None, present: bool = True) -> Row:
+        return Row(b"/usr/bin/clockdiff", caps, None, None, None, None, present, 7, 1, 1, 1)
+
+    with Store(str(tmp_path / "s.db")) as store:
+        store.add_snapshot("tracked", "/", [])
+        assert store.tracked() == []
+        store.add_snapshot("full", "/", [seen(raw)])
+        assert store.tracked() == [b"/usr/bin/clockdiff"]
+        # Lost its capability: still tracked, it may lose it again once regained.
+        store.add_snapshot("tracked", "/", [seen(None)])
+        assert store.tracked() == [b"/usr/bin/clockdiff"]
+        # Pruning snapshots forgets no tracked path.
+        store.prune(0)
+        assert store.tracked() == [b"/usr/bin/clockdiff"]
+        store.add_snapshot("tracked", "/", [seen(None, present=False)])
+        assert store.tracked() == []
