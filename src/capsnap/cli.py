@@ -270,14 +270,16 @@ def cmd_list(args: argparse.Namespace) -> int:
     from capsnap.declarations import canonical_in
 
     for item in catalogue.resolve(canonical_in(args.paths_)):
+        # Each under the one name of its file, as check and diff name it.
         if item.winner is not None:
             beaten = ", ".join(d.label() for d in item.overridden if d.source != "local")
-            entries.append((item.winner, f"wins over {beaten}" if beaten else "in force"))
+            entries.append((item.winner._replace(path=item.path),
+                            f"wins over {beaten}" if beaten else "in force"))
         for decl in item.overridden:
-            entries.append((decl, "overridden by local" if item.winner and
-                            item.winner.source == "local" else "duplicate"))
+            entries.append((decl._replace(path=item.path), "overridden by local"
+                            if item.winner and item.winner.source == "local" else "duplicate"))
         for decl in item.conflicting:
-            entries.append((decl, "conflict: left alone"))
+            entries.append((decl._replace(path=item.path), "conflict: left alone"))
     if args.json:
         _print_json([dict(decl.as_json(known), state=state) for decl, state in entries])
         return EXIT_OK
@@ -343,10 +345,15 @@ def cmd_reapply(args: argparse.Namespace) -> int:
 
 def cmd_declare(args: argparse.Namespace) -> int:
     from capsnap.declarations import local, owner_of
+    from capsnap.snapshot import canonical_paths
 
+    # One file, one name: /bin/ping and /usr//bin/./ping are /usr/bin/ping
+    # (merged /usr), declared once and named so in every message.
+    canonical = canonical_paths(args.paths_)
+    args.path = canonical(args.path) if args.path.startswith("/") else args.path
     owner = owner_of(args.paths_, args.path)
     file, replaced = local.declare(args.paths_, args.path, args.caps, args.reason,
-                                   owner[0] if owner else None, _known_bits())
+                                   owner[0] if owner else None, _known_bits(), canonical)
     shown = file.removeprefix(args.root.rstrip("/")) if args.root != "/" else file
     _err(f"{'replaced' if replaced else 'added'} the local declaration of {args.path} "
          f"in {shown}" + (f" (file of package {owner[0]} {owner[1]})" if owner else ""))
@@ -355,8 +362,11 @@ def cmd_declare(args: argparse.Namespace) -> int:
 
 def cmd_undeclare(args: argparse.Namespace) -> int:
     from capsnap.declarations import local
+    from capsnap.snapshot import canonical_paths
 
-    for file in local.undeclare(args.paths_, args.path):
+    canonical = canonical_paths(args.paths_)
+    args.path = canonical(args.path) if args.path.startswith("/") else args.path
+    for file in local.undeclare(args.paths_, args.path, canonical):
         if args.verbose:
             _err(f"removed the local declaration of {args.path} from {file}")
     return EXIT_OK
@@ -488,17 +498,22 @@ def cmd_diff(args: argparse.Namespace) -> int:
         actions = store.actions(tid) if tid is not None else {}
         if transaction is None and tid is not None:
             transaction = store.transaction_info(tid)
-        if second is not None:
-            changes = diff.grouped(diff.compare_pairs(store.changed_pairs(first.id, second.id),
-                                                      first.created_ns))
-        else:
-            from capsnap import config
+        from capsnap import config
 
+        roots = config.load(args.paths_)[0].roots
+        covered_before = diff.covers(first.scope, roots)
+        if second is not None:
+            changes = diff.grouped(diff.compare_pairs(
+                store.changed_pairs(first.id, second.id), first.created_ns,
+                covered_before, diff.covers(second.scope, roots)))
+        else:
             tracked = [r.path for r in store.rows(first.id)]
             live = live_rows(args.paths_, Scope.parse(first.scope), _known_bits(),
-                             extra=tracked, roots=config.load(args.paths_)[0].roots,
-                             missing_packages_ok=True)
-            changes = diff.grouped(diff.compare(store.rows(first.id), live, first.created_ns))
+                             extra=tracked, roots=roots, missing_packages_ok=True)
+            changes = diff.grouped(diff.compare(store.rows(first.id), live, first.created_ns,
+                                                covered_before, covered_before))
+    unrecorded = [c for c in changes if c.kind == diff.NOT_RECORDED]
+    changes = [c for c in changes if c.kind != diff.NOT_RECORDED]
     if args.json:
         _print_json({
             "from": _snapshot_json(first),
@@ -511,10 +526,14 @@ def cmd_diff(args: argparse.Namespace) -> int:
                              capsnap=actions.get(c.path, (None,))[0],
                              before=_row_json(c.before), after=_row_json(c.after))
                         for c in changes],
+            "not_recorded": [dict(**_path_json(c.path),
+                                  side="before" if c.before is None else "after")
+                             for c in unrecorded],
             "summary": {kind: sum(1 for c in changes if c.kind == kind)
-                        for kind in diff.KINDS},
+                        for kind in diff.KINDS if kind != diff.NOT_RECORDED},
         })
         return EXIT_DIFFERENT if changes else EXIT_OK
+    _out(_diff_header(transaction, first, second))
     rows = []
     for c in changes:
         what = c.kind
@@ -523,7 +542,8 @@ def cmd_diff(args: argparse.Namespace) -> int:
             what += ", caps lost, restored by capsnap"
         elif c.kind == diff.REPLACED:
             what += ", caps kept" if c.survived else ", caps lost" if not (
-                c.after and c.after.raw) else ", caps changed"
+                c.after and c.after.raw) else ", caps gained" if not (
+                c.before and c.before.raw) else ", caps changed"
         elif action:
             what += f", {action} by capsnap"
         rows.append([what, os.fsdecode(c.path),
@@ -534,7 +554,33 @@ def cmd_diff(args: argparse.Namespace) -> int:
     if rows:
         _table(rows, ["CHANGE", "PATH", "BEFORE", "AFTER", "PACKAGE"],
                colours=[_COLOURS[c.kind] for c in changes])
+    else:
+        _out("no capability changes")
+    if unrecorded:
+        sides = {"before" if c.before is None else "after" for c in unrecorded}
+        which = " and ".join(f"the {side} snapshot" for side in ("before", "after")
+                             if side in sides)
+        _out(f"{len(unrecorded)} path{'s' if len(unrecorded) != 1 else ''} with "
+             f"capabilities outside the scope of {which}: not compared "
+             "(--json lists them)")
     return EXIT_DIFFERENT if changes else EXIT_OK
+
+
+def _diff_header(transaction: Any, first: Any, second: Any) -> str:
+    """What was compared: the transaction (manager, packages, versions) or the snapshots."""
+    def name(snap: Any) -> str:
+        return f"snapshot {snap.id}" + (f" ({snap.label})" if snap.label else "")
+
+    compared = f"{name(first)} -> {name(second) if second is not None else 'the live system'}"
+    if transaction is None:
+        return compared
+    shown = [f"{p} {o} -> {n}" if o and n and o != n else f"{p} {n or o}" + (
+        " (removed)" if n is None else " (installed)" if o is None else "")
+        for p, o, n in transaction.packages]
+    # One line, whatever the transaction's size: --json has them all.
+    packages = ", ".join(shown[:8]) + (f", ... (+{len(shown) - 8})" if len(shown) > 8 else "") \
+        if shown else "no package version changed"
+    return f"transaction {transaction.id} ({transaction.manager}): {packages}; {compared}"
 
 
 def cmd_prune(args: argparse.Namespace) -> int:
@@ -607,6 +653,12 @@ def cmd_install_hooks(args: argparse.Namespace) -> int:
 
     for path, action in hookfiles.install(args.paths_, args.executable, args.force):
         _err(f"{action} {path}")
+    # From now on every package run is compared with what is there: take
+    # the baseline now, or a capability already on the machine is never
+    # tracked.  Like a hook, it never fails the installation.
+    from capsnap import hook
+
+    hook.run("baseline", args.paths_, getattr(args, "db", None), _known_bits())
     return EXIT_OK
 
 

@@ -131,7 +131,8 @@ def facts(paths: SystemPaths, known: int | None = None) -> dict[str, Any]:
                 if transaction is not None and transaction.before_id and transaction.after_id:
                     actions = store.actions(transaction.id)
                     changes = diff.grouped(diff.compare_pairs(
-                        store.changed_pairs(transaction.before_id, transaction.after_id)))
+                        store.changed_pairs(transaction.before_id, transaction.after_id),
+                        store.find(str(transaction.before_id)).created_ns))
                     last = {
                         "id": transaction.id, "manager": transaction.manager,
                         "started": transaction.started,

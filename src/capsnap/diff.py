@@ -3,14 +3,18 @@
 """What changed between two snapshots (pure).
 
 Both sides arrive as rows sorted by path and are merged in one pass, so a
-diff of two large snapshots never holds either in memory.  The inode tells
-a stripped capability (same file) from a replaced file (dpkg and rpm write
-every upgraded file as a new inode).
+diff of two large snapshots never holds either in memory.  The file's
+identity (inode and birth time, see snapshot.same_file) tells a stripped
+capability (same file) from a replaced file (dpkg and rpm write every
+upgraded file anew, often on the inode number the old one freed).  A path
+only one of the two snapshots looked at is "not recorded" on the other
+side: never a loss or a gain that nobody saw.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import os
+from collections.abc import Callable, Iterable, Iterator
 
 from capsnap.records import NamedTuple
 from capsnap.store import Row
@@ -21,7 +25,8 @@ CHANGED = "changed"
 REPLACED = "replaced"
 REMOVED = "removed"
 NEW = "new"
-KINDS = (LOST, GAINED, CHANGED, REPLACED, REMOVED, NEW)
+NOT_RECORDED = "not recorded"
+KINDS = (LOST, GAINED, CHANGED, REPLACED, REMOVED, NEW, NOT_RECORDED)
 DESCRIPTIONS = {
     LOST: "capability lost",
     GAINED: "capability gained",
@@ -29,6 +34,7 @@ DESCRIPTIONS = {
     REPLACED: "file replaced",
     REMOVED: "file removed",
     NEW: "new file with capabilities",
+    NOT_RECORDED: "outside the scope of one of the two snapshots: not compared",
 }
 
 
@@ -40,55 +46,110 @@ class Change(NamedTuple):
     survived: bool | None = None  # for a replaced file: kept its capabilities?
 
 
-def _classify(a: Row | None, b: Row | None, since_ns: int | None) -> Change | None:
+def _replaced(a: Row, b: Row) -> bool:
+    """Both rows saw a file, and not the same one.  A row that knows no
+    identity (no inode) cannot say: then the file is taken as the same."""
+    from capsnap.snapshot import same_file
+
+    return a.present and b.present and a.inode is not None and b.inode is not None \
+        and not same_file(a, b)
+
+
+def covers(scope: str, roots: Iterable[str] = ()) -> Callable[[bytes], bool]:
+    """Whether a snapshot of `scope` (as stored) looked at a path, so that
+    a path it has no row for had no capabilities then.  A full walk looks at
+    everything under `roots`, a path scope under its paths; a package scope
+    has a row for every file of its packages, so a path without one was
+    never looked at, like one a "tracked" snapshot does not track."""
+    import fnmatch
+
+    from capsnap.snapshot import Scope
+
+    parsed = Scope.parse(scope)
+    if parsed.kind == "full":
+        patterns = [os.fsencode(r.rstrip("/")) for r in roots]
+    elif parsed.kind == "path":
+        patterns = [os.fsencode(i.rstrip("/")) for i in parsed.items]
+    else:
+        return lambda path: False
+
+    def covered(path: bytes) -> bool:
+        for pattern in patterns:
+            depth = pattern.count(b"/")
+            head = b"/".join(path.split(b"/")[:depth + 1])
+            if (head == pattern or fnmatch.fnmatchcase(head, pattern)) and \
+                    (len(path) == len(head) or path[len(head):len(head) + 1] == b"/"):
+                return True
+        return False
+
+    return covered
+
+
+def _unseen(path: bytes) -> bool:
+    return False
+
+
+def _classify(a: Row | None, b: Row | None, since_ns: int | None,
+              covered_before: Callable[[bytes], bool] = _unseen,
+              covered_after: Callable[[bytes], bool] = _unseen) -> Change | None:
     path = a.path if a is not None else b.path  # type: ignore[union-attr]
     had = a is not None and a.raw is not None
     has = b is not None and b.raw is not None
     if not had and not has:
         return None
+    if a is None and covered_before(path):
+        # Looked at, without capabilities then.
+        born_after = since_ns is not None and b is not None and b.btime_ns is not None \
+            and b.btime_ns > since_ns
+        return Change(NEW if born_after else GAINED, path, a, b)
+    if b is None and covered_after(path):
+        return Change(LOST, path, a, b)
+    if a is None or b is None:
+        if a is None and since_ns is not None and b is not None and b.btime_ns is not None \
+                and b.btime_ns > since_ns:
+            # The earlier snapshot did not record the path; the file was born after it.
+            return Change(NEW, path, a, b)
+        # One side never looked at this path: what it held there is unknown.
+        return Change(NOT_RECORDED, path, a, b)
     if had and has:
-        assert a is not None and b is not None
-        if a.inode is not None and b.inode is not None and a.inode != b.inode:
+        if _replaced(a, b):
             return Change(REPLACED, path, a, b, survived=a.raw == b.raw)
         if a.raw != b.raw:
             return Change(CHANGED, path, a, b)
         return None
     if had:
-        assert a is not None
-        if b is None:
-            # The later snapshot did not look at this path with capabilities.
-            return Change(LOST, path, a, None)
         if not b.present:
             return Change(REMOVED, path, a, b)
-        if a.inode is not None and b.inode is not None and a.inode != b.inode:
+        if _replaced(a, b):
             return Change(REPLACED, path, a, b, survived=False)
         return Change(LOST, path, a, b)
-    assert b is not None
-    if a is not None and not a.present:
+    if not a.present:
         return Change(NEW, path, a, b)
-    if a is None and since_ns is not None and b.btime_ns is not None and b.btime_ns > since_ns:
-        # The earlier snapshot did not record the path; the file was born after it.
-        return Change(NEW, path, a, b)
-    if a is not None and a.inode is not None and b.inode is not None and a.inode != b.inode:
-        return Change(NEW, path, a, b)
+    if _replaced(a, b):
+        # The file existed (without capabilities) and was replaced by one with them.
+        return Change(REPLACED, path, a, b, survived=False)
     return Change(GAINED, path, a, b)
 
 
 def compare(before: Iterable[Row], after: Iterable[Row],
-            since_ns: int | None = None) -> Iterator[Change]:
+            since_ns: int | None = None,
+            covered_before: Callable[[bytes], bool] = _unseen,
+            covered_after: Callable[[bytes], bool] = _unseen) -> Iterator[Change]:
     """Changes from `before` to `after`, both sorted by path, in path order.
 
     `since_ns` is when `before` was taken: a file created after it that the
-    earlier snapshot has no record of is new, not merely gained.
+    earlier snapshot has no record of is new, not merely gained.  A path
+    one side has no row for is "not recorded" there, unless that side's
+    scope `covered` it (see covers()).
     """
     left, right = iter(before), iter(after)
     a, b = next(left, None), next(right, None)
     while a is not None or b is not None:
         if b is None or (a is not None and a.path < b.path):
-            change = _classify(a, None, since_ns)
+            change = _classify(a, None, since_ns, covered_before, covered_after)
             a = next(left, None)
         elif a is None or b.path < a.path:
-            change = _classify(None, b, since_ns)
+            change = _classify(None, b, since_ns, covered_before, covered_after)
             b = next(right, None)
         else:
             change = _classify(a, b, since_ns)
@@ -98,10 +159,12 @@ def compare(before: Iterable[Row], after: Iterable[Row],
 
 
 def compare_pairs(pairs: Iterable[tuple[Row | None, Row | None]],
-                  since_ns: int | None = None) -> Iterator[Change]:
+                  since_ns: int | None = None,
+                  covered_before: Callable[[bytes], bool] = _unseen,
+                  covered_after: Callable[[bytes], bool] = _unseen) -> Iterator[Change]:
     """Changes from pairs of rows already matched by path (see Store.changed_pairs)."""
     for a, b in pairs:
-        change = _classify(a, b, since_ns)
+        change = _classify(a, b, since_ns, covered_before, covered_after)
         if change is not None:
             yield change
 

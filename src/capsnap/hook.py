@@ -348,7 +348,8 @@ def finish(ctx: Context, tid: int, announced: Iterable[str] = ()) -> int:
         names = sorted({name for name, _, _ in changed} | set(announced))
         before = store.transaction_info(tid).before_id
         touched = _touched(ctx, store.rows(before)) if before is not None else set()
-        return _reapply_and_take_after(ctx, store, tid, changed, names, touched, catalogue)
+        return _reapply_and_take_after(ctx, store, tid, changed, names, touched, catalogue,
+                                       also=announced)
 
     return _close(ctx, record, catalogue)
 
@@ -356,13 +357,19 @@ def finish(ctx: Context, tid: int, announced: Iterable[str] = ()) -> int:
 def _reapply_and_take_after(ctx: Context, store: Store, tid: int,
                             changed: list[tuple[str, str | None, str | None]],
                             names: list[str] | None, touched: set[str],
-                            catalogue: declarations.Catalogue) -> list[reapply.Finding]:
+                            catalogue: declarations.Catalogue,
+                            also: Iterable[str] = ()) -> list[reapply.Finding]:
     """A closing hook's last steps: reapply what the transaction touched (the
     declarations of `names`, every one when None, and of the touched paths),
-    then take the after snapshot of the packages it installed or upgraded."""
+    then take the after snapshot of the packages it installed or upgraded,
+    and of those it was told of (`also`) that are installed: apt-get -f
+    install configures a package dpkg -i left unpacked, at the same
+    version, and its postinst may set capabilities then."""
     findings = _reapply(ctx, names, touched, catalogue, store) \
         if names is None or names or touched else []
-    installed = tuple(n for n, _, new in changed if new)
+    versions = _versions(ctx.paths) if also else {}
+    installed = tuple(sorted({n for n, _, new in changed if new}
+                             | {n for n in also if n in versions and ":" not in n}))
     _forget_purged(ctx, [n for n, _, new in changed if new is None])
     _snapshot(ctx, store, Scope("package", installed) if installed else TRACKED, tid, "after",
               catalogue)
@@ -421,7 +428,8 @@ def _retain(ctx: Context, store: Store) -> None:
 def _clear_markers(ctx: Context) -> None:
     """Remove the marker, dpkg's status link and the transaction's reported
     problems; nothing to say about one that is not there."""
-    for leftover in (_status_before(ctx), _marker(ctx), _reported_file(ctx)):
+    for leftover in (_status_before(ctx), _caps_before(ctx), _marker(ctx),
+                     _reported_file(ctx)):
         try:
             confine.unlink(ctx.paths, leftover)
         except FileNotFoundError:
@@ -597,6 +605,71 @@ def _unseen(ctx: Context, path: bytes, versions: tuple[dict[str, str], dict[str,
     return owned._replace(version=before.get(package, owned.version))
 
 
+def _caps_before(ctx: Context) -> str:
+    """Where dpkg's pre-invoke hook notes (getcap) the capabilities of the
+    files of the packages on dpkg's command line."""
+    return os.path.join(ctx.paths.state_dir, "dpkg-caps.before")
+
+
+def _noted_caps(ctx: Context) -> dict[bytes, bytes]:
+    """The capabilities the pre-invoke hook saw, by the file's one name, as
+    security.capability bytes; what is not getcap's form is left out."""
+    from capsnap import captext, xattr
+
+    try:
+        text = confine.read_bytes(ctx.paths, _caps_before(ctx))
+    except FileNotFoundError:
+        return {}
+    canonical = snapshot.canonical_paths(ctx.paths)
+    noted: dict[bytes, bytes] = {}
+    for line in text.split(b"\n"):
+        # "PATH TEXT": a path may hold spaces, capability text too ("=ep cap_chown-ep").
+        at = line.find(b" ")
+        while at > 0:
+            try:
+                caps = captext.parse(line[at + 1:].decode("ascii"), ctx.known_bits)
+                raw = xattr.encode(caps)
+            except (CapsnapError, UnicodeDecodeError, ValueError):
+                at = line.find(b" ", at + 1)
+                continue
+            noted[os.fsencode(canonical(os.fsdecode(line[:at])))] = raw
+            break
+    return noted
+
+
+def _with_noted(ctx: Context, rows: list[Row], noted: dict[bytes, bytes],
+                versions: dict[str, str]) -> list[Row]:
+    """The before rows, with what the pre-invoke hook noted: a capability set
+    by hand since the last snapshot, on a file this run replaced, is known
+    only from there.  Its file's identity is not (no inode: diff then says
+    lost, not replaced)."""
+    if not noted:
+        return rows
+    from capsnap import captext, xattr
+
+    by_path = {row.path: row for row in rows}
+    for path, raw in noted.items():
+        row = by_path.get(path)
+        if row is not None and row.raw == raw:
+            continue
+        caps = xattr.decode(raw)
+        text = captext.format_text(caps.capset(), ctx.known_bits)
+        if row is not None and row.present:
+            by_path[path] = row._replace(raw=raw, text=text, rootid=None)
+        else:
+            by_path[path] = Row(path, raw, text, None, None, None, True)
+    fresh = [r for p, r in by_path.items() if p in noted and r.package is None]
+    owned = {r.path: r for r in snapshot.attribute(ctx.paths, fresh)}
+    out = []
+    for path in sorted(by_path):
+        row = owned.get(path, by_path[path])
+        if path in owned and row.package is not None:
+            # The version the package had when the run began.
+            row = row._replace(version=versions.get(row.package, row.version))
+        out.append(row)
+    return out
+
+
 def dpkg_finish(ctx: Context) -> int:
     """Record dpkg's run as a transaction: what changed since its pre-invoke
     hook linked the status file, the tracked paths before and after, and
@@ -612,20 +685,26 @@ def dpkg_finish(ctx: Context) -> int:
         started_ns = confine.lstat(ctx.paths, _marker(ctx)).st_mtime_ns
         before, after = dpkg.changed_versions(ctx.paths, _status_before(ctx))
         everything = False
+        noted = _noted_caps(ctx)
     except (OSError, CapsnapError):
         # No pre-invoke of this run: what changed is unknown, every tracked
         # path is suspect and every declaration is reapplied.
         started_ns = time.time_ns()
         before, after, everything = {}, {}, True
-    changed = _changed(before, after)
+        noted = {}
+    # A paragraph that changed at the same version: dpkg unpacked,
+    # reinstalled or configured the package (its files may be new).
+    changed = sorted(_changed(before, after) + [
+        (n, v, v) for n, v in before.items() if after.get(n) == v and ":" not in n])
     catalogue = _catalogue(ctx)
 
     def record(store: Store) -> list[reapply.Finding]:
         # Not under apt (or this would be apt's): whatever is open is stale.
         _close_stale(ctx, store, owner_alive=False)
         tid = store.begin_transaction("dpkg", changed)
-        wanted, owners = snapshot.tracked(store, catalogue)
-        rows = _before_rows(ctx, store, wanted, started_ns, owners, (before, after))
+        wanted, owners = snapshot.tracked(store, catalogue, ctx.paths)
+        rows = _with_noted(ctx, _before_rows(ctx, store, wanted, started_ns, owners,
+                                             (before, after)), noted, before)
         store.add_snapshot(TRACKED.describe(), ctx.paths.root, rows, transaction_id=tid,
                            phase="before")
         names = None if everything else [name for name, _, _ in changed]
@@ -675,6 +754,20 @@ def dnf_post(ctx: Context) -> int:
     return _post(ctx, "dnf")
 
 
+def baseline(ctx: Context) -> int:
+    """capsnap is being installed: a full snapshot, so that every capability
+    already on the machine is tracked from the first package run on (the
+    first one, labelled "baseline", is what 'capsnap diff baseline' names)."""
+    catalogue = _catalogue(ctx)
+    with _store(ctx) as store:
+        label = None if any(s.label == "baseline" for s in store.snapshots()) else "baseline"
+        _, stats = snapshot.take(ctx.paths, store, Scope("full"), ctx.known_bits, catalogue,
+                                 roots=ctx.roots, label=label)
+    for path, why in stats.unreadable:
+        ctx.report(f"{path}: cannot read: {why}")
+    return 0
+
+
 HOOKS: dict[str, Callable[[Context], int]] = {
     "apt-pre-invoke": apt_pre_invoke,
     "apt-pre-install-pkgs": apt_pre_install_pkgs,
@@ -685,6 +778,7 @@ HOOKS: dict[str, Callable[[Context], int]] = {
     "rpm-post": rpm_post,
     "dnf-pre-transaction": dnf_pre,
     "dnf-post-transaction": dnf_post,
+    "baseline": baseline,
 }
 
 

@@ -4,13 +4,16 @@
 
 A snapshot records every file with capabilities in its scope, and also, with
 or without capabilities, the paths that matter for telling changes apart:
-declared paths and the paths that had capabilities in the newest snapshot.
-A package scope looks at every file of its packages but records only those
-with capabilities: a row for each of the thousands of files an upgrade
-writes would tell a diff nothing it cannot tell from the tracked paths, and
-made each transaction megabytes.  For each it keeps inode,
-size and mtime, so a later diff can say "capability stripped" (same inode)
-rather than "file replaced" (new inode, as dpkg and rpm write them).
+declared paths, the tracked paths (every path any snapshot saw with
+capabilities, until one finds its file gone).  A package scope looks at every
+file of its packages but records only those with capabilities: a row for
+each of the thousands of files an upgrade writes would tell a diff nothing
+it cannot tell from the tracked paths, and made each transaction megabytes.
+Each path is named once, as the file really is (merged /usr: /usr/bin/ping,
+never /bin/ping).  For each it keeps inode, size, mtime and birth time, so a
+later diff can say "capability stripped" (same file) rather than "file
+replaced" (a new file, as dpkg and rpm write them, even when it reuses the
+inode number).
 """
 
 from __future__ import annotations
@@ -201,6 +204,7 @@ def live_rows(paths: SystemPaths, scope: Scope, known_bits: int,
     """
     stats = stats if stats is not None else scan.WalkStats()
     rows: dict[bytes, Row] = {}
+    canonical = canonical_paths(paths)
     if scope.kind in ("full", "path"):
         root_fd = scan.open_root(paths.root)
         try:
@@ -217,28 +221,54 @@ def live_rows(paths: SystemPaths, scope: Scope, known_bits: int,
                     raise
                 continue
             for path in files:
-                row = probe(path, paths, known_bits)
+                # dpkg lists /bin/ping where the file is /usr/bin/ping:
+                # one file, one row, under the name the walk finds.
+                name = canonical(path)
+                if os.fsencode(name) in rows:
+                    continue
+                row = probe(name, paths, known_bits)
                 if row.raw is not None:
                     rows[row.path] = row._replace(package=owner[0], version=owner[1])
     elif scope.kind != "tracked":
         raise InvalidInput(f"unknown snapshot scope {scope.kind!r}")
     for wanted in extra:
-        if wanted not in rows:
-            rows[wanted] = probe(os.fsdecode(wanted), paths, known_bits)
+        name = canonical(os.fsdecode(wanted))
+        if os.fsencode(name) not in rows:
+            rows[os.fsencode(name)] = probe(name, paths, known_bits)
     finished = list(rows.values())
     yield from sorted(attribute(paths, finished, known_owners), key=lambda r: r.path)
 
 
-def tracked(store: Store, catalogue: Catalogue) \
+def canonical_paths(paths: SystemPaths) -> Callable[[str], str]:
+    """The one name of a file: its directories' symlinks inside the root
+    followed (merged /usr: /bin/ping is /usr/bin/ping), doubled slashes and
+    `.` components gone.  Every row of every snapshot is named this way."""
+    from capsnap.declarations import canonical_in
+
+    follow = canonical_in(paths)
+
+    def canonical(path: str) -> str:
+        parts = [p for p in path.split("/") if p not in ("", ".")]
+        return follow("/" + "/".join(parts)) if parts else "/"
+
+    return canonical
+
+
+def tracked(store: Store, catalogue: Catalogue, paths: SystemPaths | None = None) \
         -> tuple[list[bytes], dict[bytes, tuple[str, str]]]:
-    """The paths every snapshot includes (declared ones, and those with
-    capabilities in the newest snapshot), and the owners the declarations name."""
+    """The paths every snapshot includes (declared ones, and those seen with
+    capabilities until their file is gone), each under its one name, and
+    the owners the declarations name."""
+    canonical = canonical_paths(paths) if paths is not None else (lambda p: p)
     owners: dict[bytes, tuple[str, str]] = {}
+    declared = set()
     for d in catalogue.declarations:
+        name = os.fsencode(canonical(d.path))
+        declared.add(name)
         if d.package:
-            owners[os.fsencode(d.path)] = (d.package, d.version or "")
-    declared = {os.fsencode(d.path) for d in catalogue.declarations}
-    return sorted(declared | set(store.latest_with_caps())), owners
+            owners[name] = (d.package, d.version or "")
+    known = {os.fsencode(canonical(os.fsdecode(p))) for p in store.tracked()}
+    return sorted(declared | known), owners
 
 
 def take(paths: SystemPaths, store: Store, scope: Scope, known_bits: int,
@@ -248,7 +278,7 @@ def take(paths: SystemPaths, store: Store, scope: Scope, known_bits: int,
          progress: Callable[[scan.WalkStats], None] | None = None) -> tuple[int, scan.WalkStats]:
     """Take and store a snapshot of `scope` plus the tracked paths; its id and walk counts."""
     stats = scan.WalkStats()
-    extra, owners = tracked(store, catalogue)
+    extra, owners = tracked(store, catalogue, paths)
     rows = live_rows(paths, scope, known_bits, extra=extra, stats=stats, progress=progress,
                      roots=roots, known_owners=owners)
     snapshot_id = store.add_snapshot(scope.describe(), paths.root, rows, label=label,

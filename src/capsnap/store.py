@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 APPLICATION = "capsnap"
 _SNAPSHOT_COLUMNS = "id, created, created_ns, label, scope, root, transaction_id, phase, entries"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class StoreError(OperationFailed):
@@ -201,8 +201,26 @@ def _migration_2(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX snapshots_by_transaction ON snapshots (transaction_id)")
 
 
+def _migration_tracked(db: sqlite3.Connection) -> None:
+    # The paths a snapshot always looks at, kept apart from the snapshots:
+    # a path stays tracked after it loses its capabilities (the file that
+    # lost them once may lose them again) and only leaves when its file is
+    # gone; pruning snapshots must not forget it either.
+    db.execute("CREATE TABLE tracked (path BLOB PRIMARY KEY) WITHOUT ROWID")
+    newest = db.execute("SELECT max(id) FROM snapshots").fetchone()[0]
+    if newest is not None:
+        db.execute(f"INSERT OR IGNORE INTO tracked SELECT path FROM entries WHERE "
+                   f"snapshot_id=? AND {_TRACKABLE}", (newest,))
+
+
+# Capabilities of the host's root (not namespaced for a user: any user can
+# make those by the thousand, and every hook would probe them).
+_TRACKABLE = "raw IS NOT NULL AND (rootid IS NULL OR rootid = 0)"
+
+
 # Index n upgrades a database of schema version n to n + 1.
-MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (_migration_1, _migration_2)
+MIGRATIONS: Sequence[Callable[[sqlite3.Connection], None]] = (
+    _migration_1, _migration_2, _migration_tracked)
 
 
 def _now() -> str:
@@ -435,6 +453,7 @@ class Store:
                     self._insert(batch)
                     batch = []
             self._insert(batch)
+            self._update_tracked(snapshot_id)
             self._count_entries(snapshot_id)
             if phase == "after" and transaction_id is not None:
                 # Closed: the versions it began with are no longer needed.
@@ -461,6 +480,14 @@ class Store:
         if batch:
             self.db.executemany(f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO entries "
                                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", batch)
+
+    def _update_tracked(self, snapshot_id: int) -> None:
+        """A path seen with capabilities is tracked from now on; one seen
+        without a file leaves (a declared path is tracked all the same)."""
+        self.db.execute(f"INSERT OR IGNORE INTO tracked SELECT path FROM entries WHERE "
+                        f"snapshot_id=? AND {_TRACKABLE}", (snapshot_id,))
+        self.db.execute("DELETE FROM tracked WHERE path IN (SELECT path FROM entries WHERE "
+                        "snapshot_id=? AND present=0)", (snapshot_id,))
 
     def snapshots(self) -> list[Snapshot]:
         return [Snapshot(*r) for r in self.db.execute(
@@ -504,7 +531,8 @@ class Store:
             f"SELECT {a_cols}, {b_cols} FROM entries a LEFT JOIN entries b "
             "ON b.snapshot_id=? AND b.path=a.path WHERE a.snapshot_id=? AND "
             "(b.path IS NULL OR a.raw IS NOT b.raw OR a.inode IS NOT b.inode OR "
-            "a.present IS NOT b.present) "
+            "a.present IS NOT b.present OR a.btime_ns IS NOT b.btime_ns OR "
+            "a.size IS NOT b.size OR a.mtime_ns IS NOT b.mtime_ns) "
             f"UNION ALL SELECT {', '.join(['NULL'] * 11)}, {b_cols} FROM entries b "
             "WHERE b.snapshot_id=? AND NOT EXISTS (SELECT 1 FROM entries a WHERE "
             "a.snapshot_id=? AND a.path=b.path) ORDER BY 1",
@@ -512,18 +540,10 @@ class Store:
         for r in cur:
             yield _row_of(r[:11]), _row_of(r[11:])
 
-    def latest_with_caps(self) -> list[bytes]:
-        """Paths with capabilities in the newest snapshot: tracked by the next one.
-
-        Not those namespaced for a user (revision 3, rootid not 0): any user
-        can make them by the thousand, and every hook would probe them.
-        """
-        row = self.db.execute("SELECT max(id) FROM snapshots").fetchone()
-        if row is None or row[0] is None:
-            return []
-        return [bytes(r[0]) for r in self.db.execute(
-            "SELECT path FROM entries WHERE snapshot_id=? AND raw IS NOT NULL "
-            "AND (rootid IS NULL OR rootid = 0)", (row[0],))]
+    def tracked(self) -> list[bytes]:
+        """The paths every snapshot includes besides its scope: those seen
+        with capabilities, until a snapshot finds their file gone."""
+        return [bytes(r[0]) for r in self.db.execute("SELECT path FROM tracked ORDER BY path")]
 
     def newest_rows(self, wanted: Iterable[bytes]) -> dict[bytes, Row]:
         """What the newest snapshot knows of each wanted path (the paths a

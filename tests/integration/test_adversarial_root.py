@@ -315,7 +315,9 @@ def dpkg_hook_lines(executable: str) -> dict[str, str]:
             continue
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]
-        lines[name.strip()] = value.replace("/usr/bin/capsnap", executable)
+        # The first pre-invoke opens the transaction; the second notes
+        # capabilities outside a --root only (nothing to do in these roots).
+        lines.setdefault(name.strip(), value.replace("/usr/bin/capsnap", executable))
     assert "pre-invoke" in lines and "post-invoke" in lines, lines
     return lines
 

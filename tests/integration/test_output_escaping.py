@@ -218,7 +218,7 @@ def test_namespaced_capabilities_are_shown_as_such_and_not_tracked(world_root: P
     db = str(root.parent / "capsnap.db")
     capsnap("--root", str(root), "--db", db, "snapshot", "--path", "/srv/pub")
     with Store(db) as store:
-        assert store.latest_with_caps() == []
+        assert store.tracked() == []
     # The next snapshot of anything else does not probe it.
     (root / "srv/empty").mkdir()
     capsnap("--root", str(root), "--db", db, "snapshot", "--path", "/srv/empty")

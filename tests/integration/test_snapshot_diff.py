@@ -103,7 +103,8 @@ def test_every_kind_of_change_with_dpkg_attribution(tmp_path: Path) -> None:
 
     text = run_capsnap("--root", r, "diff", "before", "after")
     assert text.status == 1
-    lines = text.out.splitlines()
+    header, *lines = text.out.splitlines()
+    assert header == "snapshot 1 (before) -> snapshot 2 (after)"
     assert lines[0].split() == ["CHANGE", "PATH", "BEFORE", "AFTER", "PACKAGE"]
     assert "\x1b[" not in text.out  # no colour off a terminal
     order = [line.split()[0].rstrip(",") for line in lines[1:]]

@@ -46,7 +46,7 @@ def test_every_kind() -> None:
     assert kinds(before, after) == [
         ("changed", "/a/changed"), ("gained", "/a/gained"), ("lost", "/a/lost"),
         ("new", "/a/new-after-missing"), ("new", "/a/new-unrecorded"),
-        ("gained", "/a/old-unrecorded"), ("removed", "/a/removed"),
+        ("not recorded", "/a/old-unrecorded"), ("removed", "/a/removed"),
         ("replaced", "/a/replaced-kept"), ("replaced", "/a/replaced-lost")]
     survived = {c.path: c.survived for c in diff.compare(before, after, T0)
                 if c.kind == "replaced"}
@@ -61,7 +61,7 @@ def test_nothing_changed_means_no_changes() -> None:
 def test_grouping_order_and_package_labels() -> None:
     changes = list(diff.compare([row("/b", RAW), row("/c", None)],
                                 [row("/a", RAW), row("/b", None), row("/c", RAW)], None))
-    assert [c.kind for c in diff.grouped(changes)] == ["lost", "gained", "gained"]
+    assert [c.kind for c in diff.grouped(changes)] == ["lost", "gained", "not recorded"]
     before = row("/x", RAW, package="foo", version="1.0")
     assert diff.package_label(before, row("/x", None, package="foo", version="1.1")) == \
         "foo 1.0 -> 1.1"
@@ -74,3 +74,29 @@ def test_grouping_order_and_package_labels() -> None:
 def test_paths_are_bytes_and_sorted_bytewise() -> None:
     weird = Row(b"/opt/\xff\xfe", RAW, None, None, None, None, True, 1, 1, 1, None)
     assert [c.path for c in diff.compare([], [weird], None)] == [b"/opt/\xff\xfe"]
+
+
+def test_a_path_one_side_never_looked_at_is_not_recorded_never_lost_or_gained() -> None:
+    # A package-scope snapshot against a full one: the paths outside the
+    # package were not looked at, whatever they held.
+    package = [row("/usr/bin/ping", RAW, 1)]
+    full = [row("/usr/bin/ping", RAW, 1), row("/usr/lib/helper", ADMIN, 2, btime=T0 - 9)]
+    assert kinds(package, full) == [("not recorded", "/usr/lib/helper")]
+    assert kinds(full, package) == [("not recorded", "/usr/lib/helper")]
+
+
+def test_identity_survives_inode_reuse() -> None:
+    # rm then cp: the new file got the freed inode number; its birth time differs.
+    before = [row("/a/reused", RAW, 7, btime=T0 - 100), row("/a/stripped", RAW, 8, btime=T0 - 100),
+              row("/a/plain", None, 9, btime=T0 - 100)]
+    after = [row("/a/reused", None, 7, btime=T0 + 100), row("/a/stripped", None, 8, btime=T0 - 100),
+             row("/a/plain", RAW, 19, btime=T0 + 100)]
+    changes = {c.path.decode(): c for c in diff.compare(before, after, T0)}
+    assert changes["/a/reused"].kind == "replaced" and changes["/a/reused"].survived is False
+    assert changes["/a/stripped"].kind == "lost"
+    # It existed before (without capabilities): replaced, never "new".
+    assert changes["/a/plain"].kind == "replaced"
+    # Without birth times, size and mtime tell the generations apart.
+    a = Row(b"/a/x", RAW, None, None, None, None, True, 7, 10, 5, None)
+    b = Row(b"/a/x", None, None, None, None, None, True, 7, 11, 6, None)
+    assert [c.kind for c in diff.compare([a], [b], None)] == ["replaced"]

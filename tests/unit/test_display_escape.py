@@ -142,4 +142,4 @@ def test_namespaced_capabilities_are_shown_and_not_tracked(tmp_path: Path) -> No
     with Store(str(tmp_path / "s.db")) as store:
         store.add_snapshot("full", "/", [_row(b"/v2", None), _row(b"/v3-host", 0),
                                          _row(b"/v3-user", 4242)])
-        assert sorted(store.latest_with_caps()) == [b"/v2", b"/v3-host"]
+        assert sorted(store.tracked()) == [b"/v2", b"/v3-host"]

@@ -202,3 +202,24 @@ def test_a_snapshot_extended_keeps_its_first_rows(tmp_path: Path) -> None:
         assert list(store.rows(snap)) == [first[0], later[1]]
         found = store.find(str(snap))
         assert (found.scope, found.entries) == ("package:foo", 1)
+
+
+def test_a_path_stays_tracked_until_its_file_is_gone(tmp_path: Path) -> None:
+    raw = bytes.fromhex("0100000200200000000000000000000000000000")
+
+    def seen(caps: bytes | None, present: bool = True) -> Row:
+        return Row(b"/usr/bin/clockdiff", caps, None, None, None, None, present, 7, 1, 1, 1)
+
+    with Store(str(tmp_path / "s.db")) as store:
+        store.add_snapshot("tracked", "/", [])
+        assert store.tracked() == []
+        store.add_snapshot("full", "/", [seen(raw)])
+        assert store.tracked() == [b"/usr/bin/clockdiff"]
+        # Lost its capability: still tracked, it may lose it again once regained.
+        store.add_snapshot("tracked", "/", [seen(None)])
+        assert store.tracked() == [b"/usr/bin/clockdiff"]
+        # Pruning snapshots forgets no tracked path.
+        store.prune(1)
+        assert store.tracked() == [b"/usr/bin/clockdiff"]
+        store.add_snapshot("tracked", "/", [seen(None, present=False)])
+        assert store.tracked() == []

@@ -547,7 +547,8 @@ def owners(paths: SystemPaths, wanted: set[str]) -> dict[str, tuple[str, str]]:
     found: dict[str, str] = {}
     try:
         with confine.directory(paths, paths.dpkg_info) as info:
-            for name in sorted(n for n in os.listdir(info) if n.endswith(".list")):
+            lists = sorted(n for n in os.listdir(info) if n.endswith(".list"))
+            for name in lists:
                 try:
                     data = confine.read_in(info, name)
                 except OSError:
@@ -562,6 +563,15 @@ def owners(paths: SystemPaths, wanted: set[str]) -> dict[str, tuple[str, str]]:
         return {}
     if not found:
         return {}
+    # dpkg names the list of a Multi-Arch: same package name:arch: the bare
+    # name, as apt and the status file give it, unless two architectures
+    # are installed (then the declarations name them name:arch too).
+    architectures: dict[str, int] = {}
+    for name in lists:
+        bare = name[:-len(".list")].split(":", 1)[0]
+        architectures[bare] = architectures.get(bare, 0) + 1
+    found = {path: pkg.split(":", 1)[0] if architectures.get(pkg.split(":", 1)[0]) == 1
+             else pkg for path, pkg in found.items()}
     if len(set(found.values())) == 1:  # the usual case: spare a split of the database
         pkg = next(iter(found.values()))
         return {path: (pkg, package_version(paths, pkg) or "") for path in found}

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+from collections.abc import Callable
 
 from capsnap import captext, confine
 from capsnap.declarations import Declaration, Problem
@@ -96,17 +97,23 @@ def _readable_lines(paths: SystemPaths, file: str) -> list[str]:
         return []
 
 
-def _declares(line: str, path: str) -> bool:
+def _declares(line: str, path: str,
+              canonical: Callable[[str], str] | None = None) -> bool:
+    """Whether `line` declares `path`, under any spelling of its file when
+    `canonical` gives the one name (merged /usr: /bin/ping is /usr/bin/ping)."""
     try:
         entry = parse_entry(line)
     except InvalidInput:
         return False
-    return entry is not None and entry.path == path
+    return entry is not None and (entry.path == path or (
+        canonical is not None and canonical(entry.path) == path))
 
 
 def declare(paths: SystemPaths, path: str, text: str, reason: str | None,
-            owner: str | None, known_bits: int) -> tuple[str, bool]:
-    """Add or replace the local declaration of `path`; (file, replaced)."""
+            owner: str | None, known_bits: int,
+            canonical: Callable[[str], str] | None = None) -> tuple[str, bool]:
+    """Add or replace the local declaration of `path` (under any spelling
+    `canonical` maps to it); (file, replaced)."""
     try:
         checked = parse_entry(f"{escape_path(path)} {text}", known_bits=known_bits)
     except InvalidInput as exc:
@@ -119,14 +126,14 @@ def declare(paths: SystemPaths, path: str, text: str, reason: str | None,
                   owner=owner, comment=reason)
     target = paths.local_declarations_file
     for file in declaration_files(paths):
-        if any(_declares(line, path) for line in _readable_lines(paths, file)):
+        if any(_declares(line, path, canonical) for line in _readable_lines(paths, file)):
             target = file
             break
     lines = _lines_of(paths, target)
     replaced = False
     out = []
     for line in lines:
-        if _declares(line, path):
+        if _declares(line, path, canonical):
             if not replaced:
                 old = parse_entry(line)
                 if reason is None and old is not None and old.comment:
@@ -144,13 +151,15 @@ def declare(paths: SystemPaths, path: str, text: str, reason: str | None,
     return target, replaced
 
 
-def undeclare(paths: SystemPaths, path: str) -> list[str]:
-    """Remove every local declaration of `path`; the files changed."""
+def undeclare(paths: SystemPaths, path: str,
+              canonical: Callable[[str], str] | None = None) -> list[str]:
+    """Remove every local declaration of `path` (under any spelling
+    `canonical` maps to it); the files changed."""
     path = posixpath.normpath(path)
     changed = []
     for file in declaration_files(paths):
         lines = _readable_lines(paths, file)
-        kept = [line for line in lines if not _declares(line, path)]
+        kept = [line for line in lines if not _declares(line, path, canonical)]
         if len(kept) != len(lines):
             _write_atomically(paths, file, "\n".join(kept) + "\n")
             changed.append(file)
