@@ -63,7 +63,7 @@ def test_three_packages_pass_lintian_pedantic(capsnap_debs: list[Path]) -> None:
              "./usr/share/debhelper/autoscripts/postinst-capsnap",
              "./usr/share/man/man1/dh_capsnap.1.gz"),
         module: ("./usr/lib/python3/dist-packages/capsnap/cli.py",
-                 "./usr/share/capsnap/templates/deb/postinst.j2"),
+                 "./usr/lib/python3/dist-packages/capsnap/templates/deb/postinst.j2"),
     }
     for deb, paths in wanted.items():
         listed = contents(deb)
