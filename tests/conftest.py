@@ -125,19 +125,51 @@ def getxattr_or_none(path: Path | str) -> bytes | None:
         return None
 
 
+# What a buildd gives dpkg-buildpackage: no virtual environment or pyenv
+# python3 first on PATH (debian/rules takes python3 from PATH).
+BUILD_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+
+
 @pytest.fixture(scope="session")
-def capsnap_deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """capsnap's own .deb, built once per test run from a copy of the tree."""
+def capsnap_debs(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """capsnap's own .debs (python3-capsnap, capsnap, dh-capsnap), built once
+    per test run from a copy of the tree; install them together."""
     if shutil.which("dpkg-buildpackage") is None or shutil.which("dh") is None:
         pytest.skip("dpkg-dev or debhelper missing")
     top = tmp_path_factory.mktemp("debbuild")
     source = top / "capsnap"
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
         ".git", ".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"))
+    # The unit tests ran already: nocheck.
     built = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=source,
-                           capture_output=True, text=True)
+                           capture_output=True, text=True,
+                           env=dict(os.environ, PATH=BUILD_PATH, DEB_BUILD_OPTIONS="nocheck"))
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
-    return next(top.glob("capsnap_*_all.deb"))
+    debs = sorted(top.glob("*_all.deb"))
+    assert [d.name.split("_")[0] for d in debs] == ["capsnap", "dh-capsnap", "python3-capsnap"]
+    return debs
+
+
+def build_with_tree_addon(source: Path, capsnap: Path | None = None) \
+        -> subprocess.CompletedProcess[str]:
+    """dpkg-buildpackage -b of a source package using dh-sequence-capsnap,
+    with this checkout's dh_capsnap, sequence, autoscripts and capsnap
+    (CAPSNAP, or `capsnap` to run instead)."""
+    from capsnap import generate
+
+    work = source.parent / f"{source.name}.addon"
+    (work / "autoscripts").mkdir(parents=True, exist_ok=True)
+    for name, text in generate.autoscripts().items():
+        (work / "autoscripts" / name).write_text(text)
+    wrapper = work / "capsnap"
+    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={SRC} exec {SYSTEM_PYTHON} -m capsnap \"$@\"\n")
+    wrapper.chmod(0o755)
+    env = dict(os.environ, PATH=f"{SRC / 'debhelper'}:{BUILD_PATH}",
+               PERL5LIB=str(SRC / "debhelper"), DH_DATAFILES=str(work),
+               CAPSNAP=str(capsnap or wrapper))
+    # -d: dh-sequence-capsnap is this checkout's, not an installed package.
+    return subprocess.run(["dpkg-buildpackage", "-d", "-us", "-uc", "-b"], cwd=source,
+                          env=env, capture_output=True, text=True)
 
 
 @dataclass

@@ -63,3 +63,8 @@ def put(merged: Path, source: Path, name: str | None = None) -> str:
     target = merged / "tmp" / (name or source.name)
     shutil.copy(source, target)
     return f"/tmp/{target.name}"
+
+
+def install_debs(merged: Path, debs: list[Path]) -> subprocess.CompletedProcess[str]:
+    """dpkg -i of several .debs together (capsnap's three) inside the overlay."""
+    return inside(merged, "dpkg", "-i", *(put(merged, deb) for deb in debs))

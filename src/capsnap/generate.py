@@ -52,11 +52,16 @@ def root_equivalent_warnings(path: str, entries: list[Entry]) -> list[str]:
 
 
 def _context(entries: list[Entry]) -> list[dict[str, Any]]:
+    from capsnap.fileops import root_equivalent_names
+
     known = len(captext.CAP_NAMES)
     out = []
     for e in entries:
         fallback_mode = ""
-        if e.fallback is not None and e.fallback.kind == "setuid":
+        # As capsnap reapply decides: setuid root is root, never the fallback
+        # for a package's root-equivalent capability.
+        if e.fallback is not None and e.fallback.kind == "setuid" and \
+                not root_equivalent_names(e.caps):
             fallback_mode = f"{e.fallback.mode:04o}"
         out.append({
             "path": e.path,
@@ -105,7 +110,8 @@ def artifacts(kind: str, entries: list[Entry], package: str,
         raise InvalidInput(f"package name {package!r} is not valid (letters, digits and "
                            "+-._ only)")
     entries = sorted(entries, key=lambda e: e.path)  # the same bytes whatever the order
-    context = {"package": package, "entries": _context(entries), "strict": strict}
+    context = {"package": package, "entries": _context(entries), "strict": "1" if strict else "0",
+               "autoscript": False}
     if kind == "deb":
         lines = field_entries(entries)
         return {
@@ -126,6 +132,15 @@ def artifacts(kind: str, entries: list[Entry], package: str,
             "macros.capsnap": macros,
         }
     raise InvalidInput(f"unknown artifact kind {kind!r} (deb or rpm)")
+
+
+def autoscripts() -> dict[str, str]:
+    """dh_capsnap's autoscripts (/usr/share/debhelper/autoscripts): the same
+    templates, with debhelper's #PACKAGE#, #STRICT# and #ENTRIES# tokens."""
+    context = {"package": "#PACKAGE#", "entries": [], "strict": "#STRICT#",
+               "autoscript": True}
+    return {f"{script}-capsnap": render.render(f"deb/{script}.j2", **context)
+            for script in ("postinst", "postrm")}
 
 
 def write(directory: str, produced: dict[str, str], package: str) -> list[str]:

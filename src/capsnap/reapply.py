@@ -145,11 +145,25 @@ def _examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool,
                 fileops.require_regular(target)
             except UnsafeTarget as exc:
                 return found._replace(status=not_fixed, detail=str(exc))
+            fallback_in_place = _fallback_allowed(decl) and _fallback_in_place(target, decl)
             if _matches(raw, decl):
+                if fallback_in_place and repair and not dry_run:
+                    # Both: what an old postinst left (setuid on any setcap error).
+                    return _take_back_fallback(found, target, decl, paths, "")
                 return found
-            if raw is None and _fallback_allowed(decl) and _fallback_in_place(target, decl):
-                return found._replace(status=FALLBACK,
-                                      detail=f"declared fallback mode {decl.fallback}")
+            if raw is None and fallback_in_place:
+                in_place = found._replace(status=FALLBACK,
+                                          detail=f"declared fallback mode {decl.fallback}")
+                if not repair or dry_run:
+                    return in_place
+                # The filesystem may hold capabilities now (moved, remounted):
+                # then the capability replaces the setuid bit, as after a
+                # later configure of the package.
+                try:
+                    filecaps.set_on_target(target, decl.caps, 0, paths.root, force=True)
+                except CapsnapError:
+                    return in_place
+                return _take_back_fallback(found, target, decl, paths, "restored; ")
             reasons = fileops.unsafe_reasons(target, paths.root)
             if reasons:
                 return found._replace(status=not_fixed, detail=reasons[0])
@@ -196,12 +210,35 @@ def _fallback_in_place(target: fileops.Target, decl: Declaration) -> bool:
 
 
 def _has_statoverride(paths: SystemPaths, path: str) -> bool:
+    """Whether an administrator's dpkg-statoverride owns the mode; when that
+    cannot be read, assume it does: the mode is then never changed."""
     try:
         text = confine.read_bytes(paths, os.path.join(paths.dpkg_admindir, "statoverride"))
-        return any(line.split()[3:4] == [path] for line in
-                   text.decode("utf-8", "surrogateescape").splitlines())
-    except OSError:
+    except FileNotFoundError:
         return False
+    except OSError:
+        return True
+    return any(line.split()[3:4] == [path] for line in
+               text.decode("utf-8", "surrogateescape").splitlines())
+
+
+def _take_back_fallback(finding: Finding, target: fileops.Target, decl: Declaration,
+                        paths: SystemPaths, done: str) -> Finding:
+    """The capability is in place: the setuid bit of the declared fallback
+    goes (as iputils-ping's postinst does after setcap), unless a
+    dpkg-statoverride says what the mode must be."""
+    assert decl.fallback is not None
+    if _has_statoverride(paths, decl.path):
+        return finding._replace(status=RESTORED if done else OK, detail=done + "the "
+                                "fallback mode stays: a dpkg-statoverride sets the mode")
+    mode = decl.fallback.mode & ~(stat.S_ISUID | stat.S_ISGID)
+    try:
+        os.chmod(target.proc_path, mode)
+    except OSError as exc:
+        return finding._replace(status=FAILED, detail=f"{done}taking back the fallback "
+                                f"mode failed: {fileops.describe_oserror(exc)}")
+    return finding._replace(status=RESTORED, detail=f"{done}took back the fallback mode "
+                            f"{decl.fallback.mode:04o} (now {mode:04o})")
 
 
 def _apply_fallback(finding: Finding, target: fileops.Target, decl: Declaration,

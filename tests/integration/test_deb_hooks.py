@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, needs_root
-from tests.overlay import inside, overlay_supported, overlay_system, put
+from tests.overlay import inside, install_debs, overlay_supported, overlay_system, put
 from tests.packaging import build_deb
 
 pytestmark = [needs_root,
@@ -24,34 +24,66 @@ pytestmark = [needs_root,
 HELPER = "/usr/lib/foo/bind-helper"
 
 
-def test_lintian_reports_no_errors(capsnap_deb: Path) -> None:
+def lintian_complaints(*files: Path) -> list[str]:
+    """lintian's E: and W: tags, pedantic, informational and experimental
+    ones included, over the given .debs or .changes."""
     if shutil.which("lintian") is None:
         pytest.skip("lintian missing")
-    lint = subprocess.run(["lintian", "--no-tag-display-limit", str(capsnap_deb)],
-                          capture_output=True, text=True)
-    errors = [line for line in lint.stdout.splitlines() if line.startswith("E:")]
-    assert not errors, lint.stdout
-    fields = subprocess.run(["dpkg-deb", "-f", str(capsnap_deb)], capture_output=True,
-                            text=True, check=True).stdout
-    assert "Provides: dh-sequence-capsnap" in fields
-    contents = subprocess.run(["dpkg-deb", "-c", str(capsnap_deb)], capture_output=True,
-                              text=True, check=True).stdout
-    for path in ("./usr/bin/capsnap", "./usr/bin/dh_capsnap",
-                 "./usr/share/perl5/Debian/Debhelper/Sequence/capsnap.pm",
-                 "./usr/share/capsnap/templates/deb/postinst.j2",
-                 "./etc/apt/apt.conf.d/05capsnap", "./etc/dpkg/dpkg.cfg.d/capsnap",
-                 "./usr/share/man/man1/capsnap.1.gz",
-                 "./usr/share/bash-completion/completions/capsnap"):
-        assert path in contents, path
+    lint = subprocess.run(["lintian", "-I", "-E", "--pedantic", "--tag-display-limit", "0",
+                           *map(str, files)], capture_output=True, text=True)
+    assert lint.returncode in (0, 2), lint.stderr
+    return [line for line in lint.stdout.splitlines() if line[:2] in ("E:", "W:")]
+
+
+def fields(deb: Path) -> str:
+    return subprocess.run(["dpkg-deb", "-f", str(deb)], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def contents(deb: Path) -> str:
+    return subprocess.run(["dpkg-deb", "-c", str(deb)], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_three_packages_pass_lintian_pedantic(capsnap_debs: list[Path]) -> None:
+    assert lintian_complaints(*capsnap_debs) == []
+    capsnap, dh, module = capsnap_debs
+    dh_fields = fields(dh)
+    for line in ("Section: devel", "Multi-Arch: foreign", "Provides: dh-sequence-capsnap"):
+        assert line in dh_fields
+    assert "libdebhelper-perl" in dh_fields and "python3-capsnap (= " in dh_fields
+    assert "Provides" not in fields(capsnap) and "perl" not in fields(capsnap)
+    wanted = {
+        capsnap: ("./usr/bin/capsnap", "./etc/apt/apt.conf.d/05capsnap",
+                  "./etc/dpkg/dpkg.cfg.d/capsnap", "./etc/capsnap/capsnap.conf",
+                  "./usr/share/man/man1/capsnap.1.gz",
+                  "./usr/share/bash-completion/completions/capsnap"),
+        dh: ("./usr/bin/dh_capsnap", "./usr/bin/dh_capsnap_control",
+             "./usr/share/perl5/Debian/Debhelper/Sequence/capsnap.pm",
+             "./usr/share/debhelper/autoscripts/postinst-capsnap",
+             "./usr/share/man/man1/dh_capsnap.1.gz"),
+        module: ("./usr/lib/python3/dist-packages/capsnap/cli.py",
+                 "./usr/lib/python3/dist-packages/capsnap/templates/deb/postinst.j2"),
+    }
+    for deb, paths in wanted.items():
+        listed = contents(deb)
+        for path in paths:
+            assert path in listed, (deb.name, path)
+    # Build chroots get no hooks: nothing of the runtime in dh-capsnap.
+    assert "./etc/" not in contents(dh)
+    triggers = subprocess.run(["dpkg-deb", "-I", str(capsnap), "triggers"],
+                              capture_output=True, text=True, check=True).stdout
+    interests = [line for line in triggers.splitlines() if line.startswith("interest")]
+    assert interests == ["interest-noawait capsnap-reapply"]
 
 
 @pytest.fixture
-def system(tmp_path: Path, capsnap_deb: Path) -> Iterator[Path]:
-    """An overlay of this machine with capsnap's .deb installed by dpkg."""
+def system(tmp_path: Path, capsnap_debs: list[Path]) -> Iterator[Path]:
+    """An overlay of this machine with capsnap's .debs installed by dpkg."""
     if not overlay_supported():
         pytest.skip("no overlayfs here")
     with overlay_system(tmp_path / "ov") as root:
-        done = inside(root, "dpkg", "-i", put(root, capsnap_deb))
+        done = install_debs(root, capsnap_debs)
         assert done.returncode == 0, done.stdout + done.stderr
         yield root
 
@@ -204,24 +236,24 @@ def test_removed_but_not_purged_capsnap_leaves_apt_working(tmp_path: Path,
     assert not os.path.exists(root / "var/lib/capsnap")
 
 
-def test_installed_addon_builds_with_dh_sequence_build_dependency(system: Path) -> None:
-    """Build-Depends: dh-sequence-capsnap, as a packager would use the installed .deb."""
+def test_installed_addon_builds_a_package_lintian_accepts(system: Path) -> None:
+    """The sample package as an adopter builds it, with the installed
+    dh-capsnap: Build-Depends: dh-sequence-capsnap, an arch-dependent helper
+    (so a -dbgsym package) and an override_dh_gencontrol."""
     root = system
     source = root / "tmp/hello-caps"
     shutil.copytree(REPO / "tests/fixtures/hello-caps", source)
-    control = source / "debian/control"
-    control.write_text(control.read_text().replace(
-        "Build-Depends: debhelper-compat (= 13)",
-        "Build-Depends: debhelper-compat (= 13), dh-sequence-capsnap"))
-    rules = source / "debian/rules"
-    rules.write_text(rules.read_text().replace(" --with capsnap", ""))
     built = inside(root, "sh", "-c", "cd /tmp/hello-caps && dpkg-buildpackage -us -uc -b")
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-2000:]
-    assert "dh_capsnap" in built.stdout
+    assert "dh_capsnap" in built.stdout and "dh_capsnap_control" in built.stdout
+    assert "override_dh_gencontrol" in built.stdout
     deb = next((root / "tmp").glob("hello-caps_*_amd64.deb"))
-    fields = subprocess.run(["dpkg-deb", "-f", str(deb), "File-Capabilities"],
-                            capture_output=True, text=True, check=True).stdout
-    assert "/usr/lib/hello-caps/bind-helper cap_net_bind_service=ep" in fields
+    dbgsym = next((root / "tmp").glob("hello-caps-dbgsym_*_amd64.deb"))
+    assert ("File-Capabilities:\n /usr/lib/hello-caps/bind-helper cap_net_bind_service=ep "
+            "fallback=setuid:4755\n") in fields(deb)
+    assert "Recommends: libcap2-bin" in fields(deb)
+    assert "File-Capabilities" not in fields(dbgsym)
+    assert lintian_complaints(*(root / "tmp").glob("hello-caps_*.changes")) == []
     man = inside(root, "man", "-w", "dh_capsnap")
     assert man.returncode == 0 and "dh_capsnap.1" in man.stdout
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import needs_root
-from tests.overlay import inside, overlay_supported, overlay_system, put
+from tests.overlay import inside, install_debs, overlay_supported, overlay_system, put
 
 pytestmark = [needs_root,
               pytest.mark.skipif(not overlay_supported(), reason="no overlayfs here")]
@@ -104,9 +104,9 @@ class Machine:
 
 
 @pytest.fixture
-def machine(tmp_path: Path, capsnap_deb: Path) -> Iterator[Machine]:
+def machine(tmp_path: Path, capsnap_debs: list[Path]) -> Iterator[Machine]:
     with overlay_system(tmp_path / "ov") as root:
-        done = inside(root, "dpkg", "-i", put(root, capsnap_deb))
+        done = install_debs(root, capsnap_debs)
         assert done.returncode == 0, done.stdout + done.stderr
         # Only what the tests declare: nothing of the host's own.
         local = root / "etc/capsnap/capabilities.d"

@@ -8,7 +8,6 @@ capability lands on copies of /bin/true inside the scratch root.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import subprocess
@@ -17,7 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, SRC, getxattr_or_none, needs_root, run_capsnap
+from tests.conftest import (
+    REPO,
+    build_with_tree_addon,
+    getxattr_or_none,
+    needs_root,
+    run_capsnap,
+)
 from tests.packaging import build_deb, dpkg_install, dpkg_remove, make_dpkg_root
 
 pytestmark = needs_root
@@ -333,18 +338,11 @@ def test_nothing_is_taken_back_while_the_database_cannot_be_read(tmp_path: Path,
 def test_dh_capsnap_warns_about_root_equivalent_capabilities(tmp_path: Path) -> None:
     if shutil.which("dh") is None or shutil.which("dpkg-buildpackage") is None:
         pytest.skip("debhelper or dpkg-dev missing")
-    wrapper = tmp_path / "bin/capsnap"
-    wrapper.parent.mkdir()
-    wrapper.write_text(f"#!/bin/sh\nPYTHONPATH={SRC} exec /usr/bin/python3 -m capsnap \"$@\"\n")
-    wrapper.chmod(0o755)
     source = tmp_path / "hello-caps"
     shutil.copytree(REPO / "tests/fixtures/hello-caps", source)
     (source / "debian/hello-caps.capabilities").write_text(
         "# a comment\n/usr/lib/hello-caps/bind-helper cap_net_bind_service,cap_sys_admin=ep\n")
-    env = dict(os.environ, PATH=f"{SRC / 'debhelper'}:{wrapper.parent}:{os.environ['PATH']}",
-               PERL5LIB=str(SRC / "debhelper"))
-    built = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=source, env=env,
-                           capture_output=True, text=True)
+    built = build_with_tree_addon(source)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     assert ("capsnap: warning: debian/hello-caps.capabilities:2: "
             "/usr/lib/hello-caps/bind-helper: cap_sys_admin is root-equivalent") in built.stderr

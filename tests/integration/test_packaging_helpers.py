@@ -12,7 +12,7 @@ import pytest
 
 from capsnap import generate
 from capsnap.declarations.entries import parse_lines
-from tests.conftest import REPO, SRC, getxattr_or_none, needs_root, run_cli
+from tests.conftest import REPO, SRC, build_with_tree_addon, getxattr_or_none, needs_root, run_cli
 from tests.packaging import dpkg, make_dpkg_root
 
 pytestmark = needs_root
@@ -42,7 +42,7 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     top = tmp_path_factory.mktemp("tools")
     no_setcap = top / "no-setcap"
     no_setcap.mkdir()
-    for tool in ("dpkg-divert", "dpkg-statoverride", "chmod", "head", "cat"):
+    for tool in ("dpkg-divert", "dpkg-statoverride", "chmod", "head", "cat", "stat"):
         (no_setcap / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
     failing = top / "failing-setcap"
     failing.mkdir()
@@ -56,7 +56,16 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (with_capsnap / "capsnap").write_text(
         f"#!/bin/sh\nPYTHONPATH={SRC} exec /usr/bin/python3 -m capsnap \"$@\"\n")
     (with_capsnap / "capsnap").chmod(0o755)
-    return {"no-setcap": no_setcap, "failing": failing, "capsnap": with_capsnap}
+    # EPERM, as in a container without CAP_SETFCAP: no fallback for that.
+    eperm = top / "eperm-setcap"
+    eperm.mkdir()
+    (eperm / "setcap").write_text(
+        "#!/bin/sh\n# A test double of libcap's setcap without CAP_SETFCAP.\n"
+        "echo 'unable to set CAP_SETFCAP effective capability: Operation not permitted' >&2\n"
+        "exit 1\n")
+    (eperm / "setcap").chmod(0o755)
+    return {"no-setcap": no_setcap, "failing": failing, "capsnap": with_capsnap,
+            "eperm": eperm}
 
 
 def install_files(root: Path, entries: list[generate.Entry]) -> None:  # type: ignore[name-defined]
@@ -173,11 +182,14 @@ def test_postinst_honours_statoverride_and_diversions(tmp_path: Path) -> None:
     script.write_text(full_script(generate.artifacts("deb", entries, "foo")["postinst"]))
     env_path = "/usr/sbin:/usr/bin:/sbin:/bin"
 
+    # The override owns the mode, not the capability: capsnap reapply too
+    # sets it and leaves the mode.
     (admin / "statoverride").write_text("root root 0750 /usr/lib/foo/helper\n")
     done = run_postinst(script, root, env_path)
-    assert done.returncode == 0
-    assert "has a dpkg-statoverride" in done.stderr
-    assert getxattr_or_none(root / "usr/lib/foo/helper") is None
+    assert done.returncode == 0 and done.stderr == ""
+    assert getxattr_or_none(root / "usr/lib/foo/helper") is not None
+    assert stat.S_IMODE((root / "usr/lib/foo/helper").stat().st_mode) == 0o755
+    os.removexattr(root / "usr/lib/foo/helper", "security.capability")
     (admin / "statoverride").write_text("")
 
     # Another package diverted the helper: the postinst acts on the real file.
@@ -266,10 +278,7 @@ def hello_caps(tmp_path_factory: pytest.TempPathFactory,
     top = tmp_path_factory.mktemp("build")
     source = top / "hello-caps"
     shutil.copytree(REPO / "tests/fixtures/hello-caps", source)
-    env = dict(os.environ, PATH=f"{SRC / 'debhelper'}:{tools['capsnap']}:{os.environ['PATH']}",
-               PERL5LIB=str(SRC / "debhelper"))
-    built = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=source, env=env,
-                           capture_output=True, text=True)
+    built = build_with_tree_addon(source)
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
     assert "dh_capsnap" in built.stdout
     return next(top.glob("hello-caps_*_amd64.deb"))
@@ -297,21 +306,25 @@ def test_dh_capsnap_rejects_bad_declarations(tmp_path: Path, tools: dict[str, Pa
     shutil.copytree(REPO / "tests/fixtures/hello-caps", source)
     (source / "debian/hello-caps.capabilities").write_text(
         "# fine\n/usr/lib/hello-caps/bind-helper cap_net_bind_servise=ep\n")
-    env = dict(os.environ, PATH=f"{SRC / 'debhelper'}:{tools['capsnap']}:{os.environ['PATH']}",
-               PERL5LIB=str(SRC / "debhelper"))
-    built = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=source, env=env,
-                           capture_output=True, text=True)
+    built = build_with_tree_addon(source)
     assert built.returncode != 0
     assert ("debian/hello-caps.capabilities:2: invalid capability text "
             "'cap_net_bind_servise=ep': unknown capability name 'cap_net_bind_servise'") in \
         built.stderr
     (source / "debian/hello-caps.capabilities").write_text("/usr/lib/nowhere cap_kill=ep\n")
-    subprocess.run(["dpkg-buildpackage", "-T", "clean"], cwd=source, env=env,
-                   capture_output=True)
-    built = subprocess.run(["dpkg-buildpackage", "-us", "-uc", "-b"], cwd=source, env=env,
-                           capture_output=True, text=True)
+    built = build_with_tree_addon(source)
     assert built.returncode != 0
     assert "/usr/lib/nowhere is not in debian/hello-caps" in built.stderr
+    # A link, even to the package's own helper: capsnap never follows one.
+    with open(source / "debian/rules", "a", encoding="utf-8") as f:
+        f.write("\nexecute_after_dh_auto_install:\n\tln -s bind-helper "
+                "debian/hello-caps/usr/lib/hello-caps/link\n")
+    (source / "debian/hello-caps.capabilities").write_text(
+        "/usr/lib/hello-caps/link cap_net_bind_service=ep\n")
+    built = build_with_tree_addon(source)
+    assert built.returncode != 0
+    assert ("debian/hello-caps.capabilities:1: /usr/lib/hello-caps/link is a symbolic link "
+            "in debian/hello-caps") in built.stderr
 
 
 @pytest.mark.parametrize("with_capsnap", [True, False], ids=["capsnap", "setcap"])
@@ -416,3 +429,71 @@ def test_postrm_purge_forgets_capsnaps_records(tmp_path: Path, tools: dict[str, 
                               env={**env, "DPKG_ROOT": str(root)})
         assert done.returncode == 0, done.stderr
         assert record.exists() == (action == "remove")
+
+
+def test_postinst_falls_back_only_where_capabilities_cannot_be_stored(
+        tmp_path: Path, tools: dict[str, Path]) -> None:
+    """EPERM: a warning, the mode unchanged.  EOPNOTSUPP: the declared
+    fallback.  Then a working setcap: the capability, and the fallback's
+    setuid bit taken back.  A failing dpkg-divert or dpkg-statoverride
+    fails nothing."""
+    entries = entries_of("several")
+    root = tmp_path / "root"
+    install_files(root, entries)
+    script = tmp_path / "postinst"
+    script.write_text(full_script(generate.artifacts("deb", entries, "foo")["postinst"]))
+    ping = root / "usr/lib/foo/ping"
+
+    denied = run_postinst(script, root, f"{tools['eperm']}:{tools['no-setcap']}")
+    assert denied.returncode == 0, denied.stderr
+    ping_lines = [w for w in denied.stderr.splitlines() if "/usr/lib/foo/ping" in w]
+    assert ping_lines == ["foo: warning: cannot give /usr/lib/foo/ping capabilities 13=ep "
+                          "(setcap failed: unable to set CAP_SETFCAP effective capability: "
+                          "Operation not permitted)"]
+    assert stat.S_IMODE(ping.stat().st_mode) == 0o755
+
+    unsupported = run_postinst(script, root, f"{tools['failing']}:{tools['no-setcap']}")
+    assert unsupported.returncode == 0, unsupported.stderr
+    assert stat.S_IMODE(ping.stat().st_mode) == 0o4755
+    assert getxattr_or_none(ping) is None
+
+    # dpkg-divert and dpkg-statoverride that fail outright (a damaged
+    # database): still no failure, and no mode change without knowing.
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    for tool in ("dpkg-divert", "dpkg-statoverride"):
+        (broken / tool).write_text("#!/bin/sh\necho broken >&2\nexit 2\n")
+        (broken / tool).chmod(0o755)
+    kept = run_postinst(script, root, f"{broken}:/usr/sbin:/usr/bin:/sbin:/bin")
+    assert kept.returncode == 0, kept.stderr
+    assert getxattr_or_none(ping) is not None
+    assert stat.S_IMODE(ping.stat().st_mode) == 0o4755
+    os.removexattr(ping, "security.capability")
+
+    works = run_postinst(script, root, "/usr/sbin:/usr/bin:/sbin:/bin")
+    assert works.returncode == 0 and works.stderr == "", works.stderr
+    assert subprocess.run(["getcap", str(ping)], capture_output=True,
+                          text=True).stdout.split()[-1] == "cap_net_raw=ep"
+    assert stat.S_IMODE(ping.stat().st_mode) == 0o755
+
+
+def test_reapply_takes_back_the_fallback_once_capabilities_hold(
+        tmp_path: Path, hello_caps: Path, tools: dict[str, Path]) -> None:
+    """capsnap's side of the convergence: a file left at its declared
+    fallback mode (the filesystem could not hold capabilities then) gets the
+    capability and loses the setuid bit, unless a dpkg-statoverride owns the
+    mode."""
+    root = make_dpkg_root(tmp_path / "root")
+    dpkg(root, "--force-depends", "-i", str(hello_caps),
+         env={"PATH": f"{tools['capsnap']}:/usr/sbin:/usr/bin:/sbin:/bin"})
+    helper = root / "usr/lib/hello-caps/bind-helper"
+    for override, mode in (("root root 4755 /usr/lib/hello-caps/bind-helper\n", 0o4755),
+                           ("", 0o755)):
+        (root / "var/lib/dpkg/statoverride").write_text(override)
+        os.removexattr(helper, "security.capability")
+        helper.chmod(0o4755)
+        assert "fallback" in run_cli("--root", str(root), "check").out
+        done = run_cli("--root", str(root), "reapply")
+        assert done.status == 0, done.out + done.err
+        assert getxattr_or_none(helper) is not None
+        assert stat.S_IMODE(helper.stat().st_mode) == mode

@@ -1,12 +1,15 @@
 #!/usr/bin/perl
-# debhelper sequence add-on: dh $@ --with capsnap, or Build-Depends: dh-sequence-capsnap.
+# debhelper sequence add-on: Build-Depends: dh-sequence-capsnap (or dh $@ --with capsnap).
 use warnings;
 use strict;
 use Debian::Debhelper::Dh_Lib;
 
-# Before dh_installdeb, which puts the snippets in place at #DEBHELPER#.
+# Snippets, trigger and ${misc:Recommends}: before dh_installdeb puts the
+# snippets at #DEBHELPER# and dh_gencontrol reads the substvars.
 insert_before("dh_installdeb", "dh_capsnap");
-# The field itself: empty (and so left out) for packages without declarations.
-add_command_options("dh_gencontrol", "--", '-DFile-Capabilities=${capsnap:File-Capabilities}');
+# The field itself, straight into DEBIAN/control once dh_gencontrol (or a
+# packager's override_dh_gencontrol) wrote it: never passed through
+# dh_gencontrol, whose options an override loses and -dbgsym packages share.
+insert_after("dh_gencontrol", "dh_capsnap_control");
 
 1;
