@@ -276,10 +276,16 @@ def cmd_list(args: argparse.Namespace) -> int:
             entries.append((item.winner._replace(path=item.path),
                             f"wins over {beaten}" if beaten else "in force"))
         for decl in item.overridden:
-            entries.append((decl._replace(path=item.path), "overridden by local"
-                            if item.winner and item.winner.source == "local" else "duplicate"))
+            winner = item.winner.source if item.winner else ""
+            entries.append((decl._replace(path=item.path), f"overridden by {winner}"
+                            if winner and winner != decl.source else "duplicate"))
         for decl in item.conflicting:
             entries.append((decl._replace(path=item.path), "conflict: left alone"))
+    # What a maintainer script may set but was never seen on disk (a debconf
+    # "no", a failed setcap) is shown, never enforced.
+    canonical = canonical_in(args.paths_)
+    entries += [(decl._replace(path=canonical(decl.path)), "not seen on disk: not enforced")
+                for decl in catalogue.declarations if not decl.confirmed]
     if args.json:
         _print_json([dict(decl.as_json(known), state=state) for decl, state in entries])
         return EXIT_OK
@@ -722,7 +728,9 @@ def _args_parse(p: argparse.ArgumentParser) -> None:
 
 
 def _args_list(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", choices=["dpkg", "rpm", "local"])
+    from capsnap.declarations import SOURCES
+
+    p.add_argument("--source", choices=SOURCES)
     p.add_argument("--json", action="store_true", help="print JSON")
 
 

@@ -247,7 +247,7 @@ def _commands(text: str) -> list[_Command]:
             i = j
             continue
         op = next((o for o in _OPERATORS if text.startswith(o, i)), None)
-        if op is not None and not in_word or op in ("&&", "||", ";", ";;", "|", "&", ")"):
+        if (op is not None and not in_word) or op in ("&&", "||", ";", ";;", "|", "&", ")"):
             assert op is not None
             end_command()
             i += len(op)
