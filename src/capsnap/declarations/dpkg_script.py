@@ -43,11 +43,12 @@ def _scan(paths: SystemPaths) -> dict[str, list[list[object]]]:
     try:
         with confine.directory(paths, paths.dpkg_info) as info:
             top = cache.identity(os.fstat(info))
-            if cached.get("info") == top and isinstance(cached.get("found"), dict):
-                found: dict[str, list[list[object]]] = cached["found"]  # type: ignore[assignment]
-                return found
             old = cached.get("scripts")
             before: dict[str, object] = old if isinstance(old, dict) else {}
+            if cached.get("info") == top and isinstance(cached.get("found"), dict) and \
+                    _unchanged(info, before):
+                found: dict[str, list[list[object]]] = cached["found"]  # type: ignore[assignment]
+                return found
             scripts: dict[str, object] = {}
             found = {}
             for name in sorted(os.listdir(info)):
@@ -72,6 +73,27 @@ def _scan(paths: SystemPaths) -> dict[str, list[list[object]]]:
         return {}
     cache.save(paths, SOURCE, {"info": top, "scripts": scripts, "found": found})
     return found
+
+
+def _unchanged(info: int, scripts: dict[str, object]) -> bool:
+    """Whether the scripts that set something, and their lists, are as cached.
+
+    dpkg puts every script and list in place by rename, which changes the
+    directory too; the few that matter are looked at anyway, for an edit in
+    place.
+    """
+    for name, entry in scripts.items():
+        if not (isinstance(entry, list) and len(entry) == 2 and entry[1]):
+            continue
+        stem = name.rpartition(".")[0]
+        try:
+            key = [cache.identity(os.stat(n, dir_fd=info, follow_symlinks=False))
+                   for n in (name, f"{stem}.list")]
+        except OSError:
+            return False
+        if key != entry[0]:
+            return False
+    return True
 
 
 def _calls_of(info: int, name: str, stem: str) -> list[list[object]]:
