@@ -130,6 +130,12 @@ def _status(paths: SystemPaths, names: set[str]) -> dict[str, tuple[str, str]]:
     """(state, version) of the packages named as dpkg names their info files."""
     from capsnap.declarations import dpkg
 
+    # Splitting the status file is most of the cost: kept against its identity.
+    key = [dpkg._database_key(paths), sorted(names)]
+    cached = cache.load(paths, f"{SOURCE}-status")
+    hit = cached.get("status")
+    if cached.get("key") == key and isinstance(hit, dict):
+        return {k: (v[0], v[1]) for k, v in hit.items()}
     out: dict[str, tuple[str, str]] = {}
     try:
         paragraphs = dpkg.database_paragraphs(paths)
@@ -138,11 +144,13 @@ def _status(paths: SystemPaths, names: set[str]) -> dict[str, tuple[str, str]]:
     for para in paragraphs:
         name = dpkg._field(para, "Package")
         arch = dpkg._field(para, "Architecture")
-        for key in (f"{name}:{arch}", name):
-            if key in names:
+        for wanted in (f"{name}:{arch}", name):
+            if wanted in names:
                 status = dpkg._field(para, "Status").split()
-                out[key] = (status[-1] if status else "", dpkg._field(para, "Version"))
+                out[wanted] = (status[-1] if status else "", dpkg._field(para, "Version"))
                 break
+    cache.save(paths, f"{SOURCE}-status", {"key": key, "status": {
+        k: [v[0], v[1]] for k, v in out.items()}})
     return out
 
 
