@@ -39,16 +39,20 @@ _FORMAT = 1
 def _scan(paths: SystemPaths) -> dict[str, list[list[object]]]:
     """Per package (as dpkg names its info files): [caps, path, line] of each
     call its postinst makes on a file of its own list (cached)."""
+    # Two caches: what a hook needs (the directory's identity, the scripts
+    # that set something), and every script's identity, read only when
+    # dpkg changed the directory.
     cached = cache.load(paths, SOURCE)
     try:
         with confine.directory(paths, paths.dpkg_info) as info:
             top = cache.identity(os.fstat(info))
-            old = cached.get("scripts")
-            before: dict[str, object] = old if isinstance(old, dict) else {}
+            setting = cached.get("setting")
             if cached.get("info") == top and isinstance(cached.get("found"), dict) and \
-                    _unchanged(info, before):
+                    isinstance(setting, dict) and _unchanged(info, setting):
                 found: dict[str, list[list[object]]] = cached["found"]  # type: ignore[assignment]
                 return found
+            old = cache.load(paths, f"{SOURCE}-all").get("scripts")
+            before: dict[str, object] = old if isinstance(old, dict) else {}
             scripts: dict[str, object] = {}
             found = {}
             for name in sorted(os.listdir(info)):
@@ -71,7 +75,10 @@ def _scan(paths: SystemPaths) -> dict[str, list[list[object]]]:
                     found.setdefault(stem, []).extend(calls)
     except (OSError, CapsnapError):
         return {}
-    cache.save(paths, SOURCE, {"info": top, "scripts": scripts, "found": found})
+    cache.save(paths, f"{SOURCE}-all", {"scripts": scripts})
+    cache.save(paths, SOURCE, {"info": top, "found": found, "setting": {
+        name: entry for name, entry in scripts.items()
+        if isinstance(entry, list) and entry[1]}})
     return found
 
 
@@ -83,8 +90,8 @@ def _unchanged(info: int, scripts: dict[str, object]) -> bool:
     place.
     """
     for name, entry in scripts.items():
-        if not (isinstance(entry, list) and len(entry) == 2 and entry[1]):
-            continue
+        if not (isinstance(entry, list) and len(entry) == 2):
+            return False
         stem = name.rpartition(".")[0]
         try:
             key = [cache.identity(os.stat(n, dir_fd=info, follow_symlinks=False))
