@@ -276,10 +276,16 @@ def cmd_list(args: argparse.Namespace) -> int:
             entries.append((item.winner._replace(path=item.path),
                             f"wins over {beaten}" if beaten else "in force"))
         for decl in item.overridden:
-            entries.append((decl._replace(path=item.path), "overridden by local"
-                            if item.winner and item.winner.source == "local" else "duplicate"))
+            winner = item.winner.source if item.winner else ""
+            entries.append((decl._replace(path=item.path), f"overridden by {winner}"
+                            if winner and winner != decl.source else "duplicate"))
         for decl in item.conflicting:
             entries.append((decl._replace(path=item.path), "conflict: left alone"))
+    # What a maintainer script may set but was never seen on disk (a debconf
+    # "no", a failed setcap) is shown, never enforced.
+    canonical = canonical_in(args.paths_)
+    entries += [(decl._replace(path=canonical(decl.path)), "not seen on disk: not enforced")
+                for decl in catalogue.declarations if not decl.confirmed]
     if args.json:
         _print_json([dict(decl.as_json(known), state=state) for decl, state in entries])
         return EXIT_OK
@@ -358,6 +364,64 @@ def cmd_declare(args: argparse.Namespace) -> int:
     _err(f"{'replaced' if replaced else 'added'} the local declaration of {args.path} "
          f"in {shown}" + (f" (file of package {owner[0]} {owner[1]})" if owner else ""))
     return EXIT_OK
+
+
+def cmd_adopt(args: argparse.Namespace) -> int:
+    from capsnap import config
+    from capsnap.declarations import adopt
+
+    if bool(args.paths) == args.all:
+        _err("give either PATH... or --all (see 'capsnap adopt --help')")
+        return EXIT_USAGE
+    settings, problems = config.load(args.paths_)
+    for problem in problems:
+        warn(problem)
+    outcomes = adopt.adopt(args.paths_, args.paths or None, _known_bits(),
+                           dry_run=args.dry_run, roots=settings.roots)
+    if args.json:
+        _print_json([o.as_json() for o in outcomes])
+    else:
+        for o in outcomes:
+            owner = f" (file of {o.owner})" if o.owner else ""
+            if o.status in (adopt.ADOPTED, adopt.WOULD_ADOPT):
+                _out(f"{o.status} {o.path} {o.capabilities}{owner}")
+            else:
+                _out(f"{o.status} {o.path}: {o.detail}")
+    return EXIT_DIFFERENT if any(o.failed for o in outcomes) else EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from capsnap import audit, config
+
+    known = _known_bits()
+    catalogue = _catalogue(args)
+    if args.from_:
+        with _store(args, create=False) as store:
+            snap = store.find(args.from_)
+            rows = [r for r in store.rows(snap.id) if r.raw is not None]
+    else:
+        settings, problems = config.load(args.paths_)
+        for problem in problems:
+            warn(problem)
+        unreadable: list[tuple[str, str]] = []
+        rows = list(audit.live(args.paths_, known, settings.roots, unreadable))
+        for path, reason in unreadable[:20]:
+            warn(f"{path}: cannot read: {reason}")
+    findings = audit.audit(rows, catalogue, args.paths_, known)
+    bad = any(f.bad for f in findings)
+    if args.json:
+        _print_json({"findings": [f.as_json() for f in findings], "ok": not bad})
+    else:
+        table = [[f.path, f.capabilities + (f" [rootid={f.rootid}]" if f.rootid is not None
+                                            else ""),
+                  f.source or f.status, f.package or "-", ",".join(f.risks) or "-"]
+                 for f in findings]
+        if table:
+            _table(table, ["PATH", "CAPABILITIES", "SOURCE", "PACKAGE", "RISKS"])
+        for f in findings:
+            for detail in f.details:
+                _out(f"  {f.path}: {detail}")
+    return EXIT_DIFFERENT if bad else EXIT_OK
 
 
 def cmd_undeclare(args: argparse.Namespace) -> int:
@@ -722,7 +786,9 @@ def _args_parse(p: argparse.ArgumentParser) -> None:
 
 
 def _args_list(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", choices=["dpkg", "rpm", "local"])
+    from capsnap.declarations import SOURCES
+
+    p.add_argument("--source", choices=SOURCES)
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -739,8 +805,24 @@ def _args_reapply(p: argparse.ArgumentParser) -> None:
 
 def _args_declare(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="PATH")
-    p.add_argument("caps", metavar="CAPS")
+    p.add_argument("caps", metavar="CAPS",
+                   help="capability text; 'none' (or '=') keeps the file free of any, "
+                        "whatever packages declare")
     p.add_argument("--reason", metavar="TEXT", help="why; kept as the entry's comment")
+
+
+def _args_adopt(p: argparse.ArgumentParser) -> None:
+    p.add_argument("paths", nargs="*", metavar="PATH")
+    p.add_argument("--all", action="store_true",
+                   help="every capability on disk that nothing declares (a full walk)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be adopted")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _args_audit(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--from", dest="from_", metavar="SNAPSHOT",
+                   help="audit a snapshot (id or label) instead of a walk of the system")
+    p.add_argument("--json", action="store_true", help="print JSON")
 
 
 def _args_undeclare(p: argparse.ArgumentParser) -> None:
@@ -827,6 +909,10 @@ COMMANDS: dict[str, Command] = {
     "reapply": (cmd_reapply, "restore declared capabilities that drifted", _args_reapply),
     "declare": (cmd_declare, "declare capabilities for a file locally", _args_declare),
     "undeclare": (cmd_undeclare, "remove a local declaration", _args_undeclare),
+    "adopt": (cmd_adopt, "declare locally the capabilities files carry that nothing "
+              "declares", _args_adopt),
+    "audit": (cmd_audit, "explain every file capability on the machine, and flag risks",
+              _args_audit),
     "snapshot": (cmd_snapshot, "record the file capabilities of a scope", _args_snapshot),
     "snapshots": (cmd_snapshots, "list snapshots, newest first", _args_snapshots),
     "diff": (cmd_diff, "show what capabilities changed, and through which package",

@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable
 
 from capsnap import captext, confine, filecaps, fileops, xattr
-from capsnap.declarations import Catalogue, Declaration, Resolved
+from capsnap.declarations import SCRIPT, Catalogue, Declaration, Resolved
 from capsnap.errors import AttrFormatError, CapsnapError, OperationFailed, UnsafeTarget
 from capsnap.paths import SystemPaths
 from capsnap.records import NamedTuple
@@ -90,7 +90,7 @@ def _on_disk_text(raw: bytes | None, known_bits: int) -> str | None:
 
 def _matches(raw: bytes | None, decl: Declaration) -> bool:
     if raw is None:
-        return False
+        return decl.caps.is_empty()
     try:
         caps = xattr.decode(raw)
     except AttrFormatError:
@@ -151,6 +151,8 @@ def _examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool,
                     # Both: what an old postinst left (setuid on any setcap error).
                     return _take_back_fallback(found, target, decl, paths, "")
                 return found
+            if decl.caps.is_empty():
+                return _strip(found, target, repair, dry_run)
             if raw is None and fallback_in_place:
                 in_place = found._replace(status=FALLBACK,
                                           detail=f"declared fallback mode {decl.fallback}")
@@ -169,7 +171,8 @@ def _examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool,
                 return found._replace(status=not_fixed, detail=reasons[0])
             drifted = found._replace(
                 status=DRIFTED,
-                detail="no capabilities" if raw is None else f"has {found.actual}")
+                detail=("no capabilities" if raw is None else f"has {found.actual}") +
+                (f" (set by {decl.package}'s postinst)" if decl.source == SCRIPT else ""))
             if not repair:
                 return drifted
             if dry_run:
@@ -195,6 +198,24 @@ def _examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool,
             OSError(errno.ENOENT, "")) else ERROR
         return Finding(item.path, FAILED if repair and status == ERROR else status, decl,
                        expected, None, detail, item)
+
+
+def _strip(found: Finding, target: fileops.Target, repair: bool, dry_run: bool) -> Finding:
+    """A file declared "none" that has capabilities: taking them away is
+    always safe, whatever the file is."""
+    drifted = found._replace(status=DRIFTED, detail=f"declared none, has {found.actual}")
+    if not repair:
+        return drifted
+    if dry_run:
+        return drifted._replace(status=WOULD_RESTORE)
+    try:
+        fileops.remove_raw(target)
+    except OSError as exc:
+        return drifted._replace(status=FAILED, detail=f"cannot remove: "
+                                f"{fileops.describe_oserror(exc)}")
+    except CapsnapError as exc:
+        return drifted._replace(status=FAILED, detail=str(exc))
+    return drifted._replace(status=RESTORED, detail="capabilities removed (declared none)")
 
 
 def _fallback_allowed(decl: Declaration) -> bool:

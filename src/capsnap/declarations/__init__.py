@@ -3,11 +3,14 @@
 """Where declared capabilities come from, and which declaration wins.
 
 Sources: the dpkg status database (the File-Capabilities field of installed
-packages), the rpm database (%caps, the FILECAPS tag) and the local
-administrator's files under /etc/capsnap/capabilities.d/.  As with
+packages), the rpm database (%caps, the FILECAPS tag), the local
+administrator's files under /etc/capsnap/capabilities.d/, and the setcap
+calls of installed packages' maintainer scripts (dpkg-script).  As with
 dpkg-statoverride for owner and mode, a local declaration wins over any
-package's; two packages that disagree about one path are a conflict, and that
-path is left alone until someone resolves it.
+package's (a local "none" keeps a file free of capabilities); a package's
+declaration (dpkg, rpm) wins over what a script sets, which counts only once
+seen on disk.  Two packages that disagree about one path are a conflict, and
+that path is left alone until someone resolves it.
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ from capsnap.declarations.entries import Fallback
 from capsnap.paths import SystemPaths
 from capsnap.records import NamedTuple
 
-SOURCES = ("dpkg", "rpm", "local")
+SOURCES = ("dpkg", "rpm", "local", "dpkg-script")
+SCRIPT = "dpkg-script"
 
 
 class Declaration(NamedTuple):
@@ -33,6 +37,9 @@ class Declaration(NamedTuple):
     reason: str | None = None
     owner: str | None = None  # for local declarations: the package that ships the path
     fallback: Fallback | None = None
+    # A dpkg-script declaration is enforced only once seen on disk
+    # (declarations.dpkg_script); every other one always is.
+    confirmed: bool = True
 
     @property
     def stored(self) -> captext.CapSet:
@@ -56,6 +63,7 @@ class Declaration(NamedTuple):
             "reason": self.reason,
             "owner": self.owner,
             "fallback": str(self.fallback) if self.fallback else None,
+            "enforced": self.confirmed,
         }
 
 
@@ -114,22 +122,30 @@ class Catalogue:
         spelling of its file (on merged-/usr systems /bin/x is /usr/bin/x)."""
         by_path: dict[str, list[Declaration]] = {}
         for decl in self.declarations:
+            if not decl.confirmed:
+                continue  # listed by `list`, never enforced
             key = canonical(decl.path) if canonical else decl.path
             by_path.setdefault(key, []).append(decl)
         out = []
         for path in sorted(by_path):
             decls = by_path[path]
             local = [d for d in decls if d.source == "local"]
-            packaged = [d for d in decls if d.source != "local"]
+            packaged = [d for d in decls if d.source not in ("local", SCRIPT)]
+            scripted = [d for d in decls if d.source == SCRIPT]
             if local:
                 # The last local file read wins among local ones (sorted names).
-                out.append(Resolved(path, local[-1], overridden=tuple(local[:-1] + packaged)))
+                out.append(Resolved(path, local[-1],
+                                    overridden=tuple(local[:-1] + packaged + scripted)))
                 continue
+            if not packaged:
+                # What scripts set counts only where no package declares.
+                packaged, scripted = scripted, []
             distinct = {d.stored for d in packaged}
             if len(distinct) > 1:
-                out.append(Resolved(path, None, conflicting=tuple(packaged)))
+                out.append(Resolved(path, None, conflicting=tuple(packaged + scripted)))
             else:
-                out.append(Resolved(path, packaged[0], overridden=tuple(packaged[1:])))
+                out.append(Resolved(path, packaged[0],
+                                    overridden=tuple(packaged[1:] + scripted)))
         return out
 
 
@@ -173,6 +189,8 @@ def load(paths: SystemPaths, known_bits: int, sources: Iterable[str] = SOURCES,
             from capsnap.declarations import dpkg as reader
         elif source == "rpm":
             from capsnap.declarations import rpm as reader  # type: ignore[no-redef]
+        elif source == SCRIPT:
+            from capsnap.declarations import dpkg_script as reader  # type: ignore[no-redef]
         else:
             from capsnap.declarations import local as reader  # type: ignore[no-redef]
         try:

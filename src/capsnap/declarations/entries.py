@@ -8,6 +8,8 @@ field (one entry per continuation line) and the local files under
 
     PATH CAPABILITY-TEXT [fallback=none|setuid[:MODE]] [owner=PACKAGE]  [# comment]
 
+CAPABILITY-TEXT "none" (or "=") declares that the file has no capabilities.
+
 PATH is absolute; whitespace, a backslash, '#', and any byte that is not
 printable UTF-8 in it is written as a three-digit octal escape of the byte
 (\\040, \\377) as fstab(5) does, so any Linux file name can be declared.
@@ -139,7 +141,9 @@ def parse_entry(line: str, number: int = 0, known_bits: int = len(captext.CAP_NA
     if not rest:
         raise InvalidInput("no capability text after the path")
     text = " ".join(rest)
-    caps = captext.parse_file_caps(text, known_bits)
+    # "none" (or "="): no capabilities at all, as an administrator's mask
+    # over any package's declaration, like dpkg-statoverride over a mode.
+    caps = captext.CapSet() if text == "none" else captext.parse_file_caps(text, known_bits)
     fallback = _parse_fallback(options["fallback"]) if "fallback" in options else None
     owner = options.get("owner") or None
     return Entry(path=path, text=text, caps=caps, fallback=fallback, owner=owner,

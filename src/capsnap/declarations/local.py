@@ -122,7 +122,9 @@ def declare(paths: SystemPaths, path: str, text: str, reason: str | None,
     path = checked.path
     if reason is not None and ("\n" in reason or "#" in reason):
         raise InvalidInput("--reason must be one line without '#'")
-    entry = Entry(path=path, text=" ".join(text.split()), caps=captext.CapSet(),
+    # Every way of saying "no capabilities" ("=", "none") is written "none".
+    text = "none" if checked.caps.is_empty() else " ".join(text.split())
+    entry = Entry(path=path, text=text, caps=captext.CapSet(),
                   owner=owner, comment=reason)
     target = paths.local_declarations_file
     for file in declaration_files(paths):
