@@ -261,17 +261,50 @@ def _catalogue(args: argparse.Namespace, sources: Sequence[str] | None = None) -
     return catalogue
 
 
+def _require_packages(args: argparse.Namespace, catalogue: Any) -> None:
+    """Refuse a --package that names no installed package (nor one a
+    declaration names): a typo in a monitoring check must not pass forever."""
+    from capsnap.declarations import dpkg, rpm
+    from capsnap.errors import InvalidInput
+
+    named: set[str] | None = None
+    for name in getattr(args, "package", None) or ():
+        if dpkg.package_version(args.paths_, name) is not None or \
+                rpm.package_version(args.paths_, name) is not None:
+            continue
+        if named is None:
+            named = {n for d in catalogue.declarations for n in (d.package, d.owner) if n}
+            named |= {n.split(":", 1)[0] for n in named}
+        if name not in named:
+            raise InvalidInput(f"--package {name}: no such package is installed (and no "
+                               "declaration names it)")
+
+
+def _owners_gone(args: argparse.Namespace, catalogue: Any) -> set[str]:
+    """The recorded owners of local declarations that are not installed."""
+    from capsnap.declarations import dpkg, rpm
+
+    owners = {d.owner for d in catalogue.declarations if d.source == "local" and d.owner}
+    return {o for o in owners if dpkg.package_version(args.paths_, o) is None
+            and rpm.package_version(args.paths_, o) is None}
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    from capsnap import captext
+    from capsnap import captext, reapply
 
     known = _known_bits()
     catalogue = _catalogue(args, [args.source] if args.source else None)
+    _require_packages(args, catalogue)
     entries: list[tuple[Any, str]] = []
     from capsnap.declarations import canonical_in
 
-    for item in catalogue.resolve(canonical_in(args.paths_)):
+    gone = _owners_gone(args, catalogue)
+    for item in reapply.select(catalogue.resolve(canonical_in(args.paths_)), args.package):
         # Each under the one name of its file, as check and diff name it.
-        if item.winner is not None:
+        if item.winner is not None and item.winner.owner in gone:
+            entries.append((item.winner._replace(path=item.path),
+                            f"dormant: {item.winner.owner} is not installed"))
+        elif item.winner is not None:
             beaten = ", ".join(d.label() for d in item.overridden if d.source != "local")
             entries.append((item.winner._replace(path=item.path),
                             f"wins over {beaten}" if beaten else "in force"))
@@ -295,7 +328,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def _report(findings: list[Any], as_json: bool, problems: list[Any]) -> None:
     if as_json:
+        statuses = [f.status for f in findings]
         _print_json({"findings": [f.as_json() for f in findings],
+                     "summary": {status: statuses.count(status)
+                                 for status in sorted(set(statuses))},
                      "problems": [{"source": p.source, "where": p.where,
                                    "message": p.message} for p in problems],
                      "warnings": [{"path": f.path, "message": w}
@@ -315,6 +351,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from capsnap.declarations import canonical_in
 
     catalogue = _catalogue(args)
+    _require_packages(args, catalogue)
     items = reapply.select(catalogue.resolve(canonical_in(args.paths_)), args.package)
     findings = reapply.check(items, args.paths_, _known_bits())
     _report(findings, args.json, catalogue.problems)
@@ -327,6 +364,7 @@ def cmd_reapply(args: argparse.Namespace) -> int:
     from capsnap.declarations import canonical_in
 
     catalogue = _catalogue(args)
+    _require_packages(args, catalogue)
     items = reapply.select(catalogue.resolve(canonical_in(args.paths_)), args.package)
     findings, log_error = reapply.reapply(items, args.paths_, _known_bits(),
                                           dry_run=args.dry_run, everything=catalogue,
@@ -343,32 +381,82 @@ def cmd_reapply(args: argparse.Namespace) -> int:
     return EXIT_DIFFERENT if bad else EXIT_OK
 
 
-def cmd_declare(args: argparse.Namespace) -> int:
-    from capsnap.declarations import local, owner_of
+def _spelling(args: argparse.Namespace, path: str) -> str:
+    """The one spelling of a file named on the command line, as list and
+    check name it: absolute (a relative path starts at the working directory,
+    or at the root with --root, as for set), the symlinks of its directories
+    followed inside the root (on merged /usr, /bin/x is /usr/bin/x)."""
+    import posixpath
+
+    from capsnap.errors import InvalidInput
     from capsnap.snapshot import canonical_paths
 
-    # One file, one name: /bin/ping and /usr//bin/./ping are /usr/bin/ping
-    # (merged /usr), declared once and named so in every message.
-    canonical = canonical_paths(args.paths_)
-    args.path = canonical(args.path) if args.path.startswith("/") else args.path
-    owner = owner_of(args.paths_, args.path)
-    file, replaced = local.declare(args.paths_, args.path, args.caps, args.reason,
-                                   owner[0] if owner else None, _known_bits(), canonical)
-    shown = file.removeprefix(args.root.rstrip("/")) if args.root != "/" else file
-    _err(f"{'replaced' if replaced else 'added'} the local declaration of {args.path} "
-         f"in {shown}" + (f" (file of package {owner[0]} {owner[1]})" if owner else ""))
+    if not path:
+        raise InvalidInput("'': not a file path")
+    if not path.startswith("/"):
+        path = posixpath.join(os.getcwd() if args.root == "/" else "/", path)
+    if posixpath.basename(path) in ("", ".", ".."):
+        return posixpath.normpath(path)  # a directory, refused as such
+    spelled = canonical_paths(args.paths_)(path)
+    if ".." in spelled.split("/"):
+        return spelled  # left outside the root: refused as it is
+    return "/" + posixpath.normpath(spelled).lstrip("/")
+
+
+def cmd_declare(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from capsnap import filecaps, fileops
+    from capsnap.declarations import canonical_in, local, owner_of
+
+    caps = _parse_for_file(args.caps)
+    path = _spelling(args, args.path)
+    refused = None
+    with contextlib.ExitStack() as stack:
+        target = None
+        try:
+            target = stack.enter_context(fileops.open_target(path, args.root))
+            fileops.check_safe(target, args.root)
+        except CapsnapError as exc:
+            # The policy and the messages of set: refused unless forced.
+            if not args.force:
+                raise
+            refused = str(exc).removesuffix("; use --force to override").removeprefix(
+                f"{path}: ")
+        owner = owner_of(args.paths_, path)
+        file, replaced = local.declare(args.paths_, path, args.caps, args.reason,
+                                       owner[0] if owner else None, _known_bits(),
+                                       forced=refused is not None,
+                                       canonical=canonical_in(args.paths_))
+        shown = file.removeprefix(args.root.rstrip("/")) if args.root != "/" else file
+        said = (f"{'replaced' if replaced else 'added'} the local declaration of {path} "
+                f"in {shown}" + (f" (file of package {owner[0]} {owner[1]})" if owner else "")
+                + (f", forced past: {refused}" if refused is not None else ""))
+        # After the fact, as set does, so that a refusal stays one line.
+        for message in fileops.root_equivalent_warnings(caps):
+            warn(message)
+        if args.no_apply:
+            _err(f"{said}; not applied (--no-apply): 'capsnap reapply' applies it")
+            return EXIT_OK
+        try:
+            if target is None:
+                raise CapsnapError(f"{path}: {refused}")
+            # The very inode checked above.
+            result = filecaps.set_on_target(target, caps, 0, args.root, force=True)
+        except CapsnapError as exc:
+            _err(f"{said}; not applied: {str(exc).removeprefix(path + ': ')}")
+            return EXIT_FAILED
+    _err(f"{said}; {'applied' if result.changed else 'already in place'} and verified")
     return EXIT_OK
 
 
 def cmd_undeclare(args: argparse.Namespace) -> int:
-    from capsnap.declarations import local
-    from capsnap.snapshot import canonical_paths
+    from capsnap.declarations import canonical_in, local
 
-    canonical = canonical_paths(args.paths_)
-    args.path = canonical(args.path) if args.path.startswith("/") else args.path
-    for file in local.undeclare(args.paths_, args.path, canonical):
+    path = _spelling(args, args.path)
+    for file in local.undeclare(args.paths_, path, canonical_in(args.paths_)):
         if args.verbose:
-            _err(f"removed the local declaration of {args.path} from {file}")
+            _err(f"removed the local declaration of {path} from {file}")
     return EXIT_OK
 
 
@@ -382,6 +470,19 @@ def _store(args: argparse.Namespace, create: bool = True) -> Any:
     # The wait capsnap.conf sets for hooks holds for commands too: a locked
     # database is said to be locked within seconds, not after half a minute.
     return Store(db, create=create, paths=args.paths_, wait=config.load(args.paths_)[0].wait)
+
+
+def _recorded(args: argparse.Namespace) -> Any:
+    """The store, or None before anything was recorded: no database is the
+    same as an empty one (and is not created by reading it)."""
+    from capsnap import confine
+
+    db = getattr(args, "db", None) or args.paths_.snapshot_db
+    return _store(args, create=False) if confine.exists(args.paths_, db) else None
+
+
+_NOTHING_RECORDED = ("no package-manager transaction recorded yet; name two snapshots "
+                     "('capsnap snapshots' lists them)")
 
 
 def _scope(args: argparse.Namespace) -> Any:
@@ -443,8 +544,11 @@ def _snapshot_json(snap: Any) -> dict[str, object]:
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
-    with _store(args, create=False) as store:
-        snaps = store.snapshots()
+    store = _recorded(args)
+    snaps = []
+    if store is not None:
+        with store:
+            snaps = store.snapshots()
     if args.json:
         _print_json([_snapshot_json(s) for s in snaps])
     elif snaps:
@@ -477,16 +581,24 @@ def _path_json(path: bytes) -> dict[str, object]:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from capsnap import diff
+    from capsnap.errors import InvalidInput
     from capsnap.snapshot import Scope, live_rows
 
-    with _store(args, create=False) as store:
+    if len(args.snapshots) > 2:
+        raise InvalidInput(f"diff compares at most two snapshots, not {len(args.snapshots)} "
+                           "(see 'capsnap diff --help')")
+    store = _recorded(args)
+    if store is None:
+        if args.snapshots:
+            raise InvalidInput(f"no snapshot {args.snapshots[0]!r}: nothing is recorded yet "
+                               "(take one with 'capsnap snapshot')")
+        raise InvalidInput(_NOTHING_RECORDED)
+    with store:
         transaction = None
         if not args.snapshots:
             transaction = store.last_complete_transaction()
             if transaction is None:
-                from capsnap.errors import InvalidInput
-                raise InvalidInput("no package-manager transaction recorded yet; name two "
-                                   "snapshots ('capsnap snapshots' lists them)")
+                raise InvalidInput(_NOTHING_RECORDED)
             first, second = (store.find(str(transaction.before_id)),
                              store.find(str(transaction.after_id)))
         else:
@@ -635,9 +747,19 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from capsnap import reapply
 
     forgotten = reapply.forget(args.paths_, args.package)
+    if forgotten is None:
+        from capsnap.errors import InvalidInput
+        raise InvalidInput(f"{args.package}: capsnap has no records of such a package "
+                           f"(they are in {_records_shown(args)})")
     if args.verbose:
         _err(f"forgot {forgotten} record{'s' if forgotten != 1 else ''} of {args.package}")
     return EXIT_OK
+
+
+def _records_shown(args: argparse.Namespace) -> str:
+    from capsnap.reapply import records_dir
+
+    return records_dir(args.paths_).removeprefix(args.root.rstrip("/")) + "/"
 
 
 # --- package-manager hooks ------------------------------------------------------
@@ -722,7 +844,10 @@ def _args_parse(p: argparse.ArgumentParser) -> None:
 
 
 def _args_list(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--source", choices=["dpkg", "rpm", "local"])
+    p.add_argument("--source", choices=["dpkg", "rpm", "local"],
+                   help="only the declarations of this source")
+    p.add_argument("--package", action="append", metavar="P",
+                   help="only what package P declares or ships (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -741,6 +866,11 @@ def _args_declare(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", metavar="PATH")
     p.add_argument("caps", metavar="CAPS")
     p.add_argument("--reason", metavar="TEXT", help="why; kept as the entry's comment")
+    p.add_argument("--force", action="store_true",
+                   help="declare (recorded as forced) and apply even where the safety "
+                        "policy refuses")
+    p.add_argument("--no-apply", action="store_true",
+                   help="only record the declaration; do not apply it now")
 
 
 def _args_undeclare(p: argparse.ArgumentParser) -> None:
@@ -764,8 +894,9 @@ def _args_snapshots(p: argparse.ArgumentParser) -> None:
 
 def _args_diff(p: argparse.ArgumentParser) -> None:
     p.add_argument("snapshots", nargs="*", metavar="SNAPSHOT",
-                   help="ids or labels: none for the last transaction, one for it against "
-                        "the live system, two to compare them")
+                   help="ids or labels: none for the last transaction's before and after, "
+                        "one for that snapshot against the live system, two to compare "
+                        "them")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 

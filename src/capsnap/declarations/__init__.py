@@ -33,6 +33,7 @@ class Declaration(NamedTuple):
     reason: str | None = None
     owner: str | None = None  # for local declarations: the package that ships the path
     fallback: Fallback | None = None
+    forced: bool = False  # local only: applied where the safety policy would refuse
 
     @property
     def stored(self) -> captext.CapSet:
@@ -56,6 +57,7 @@ class Declaration(NamedTuple):
             "reason": self.reason,
             "owner": self.owner,
             "fallback": str(self.fallback) if self.fallback else None,
+            "forced": self.forced,
         }
 
 
