@@ -411,6 +411,7 @@ def cmd_declare(args: argparse.Namespace) -> int:
 
     caps = _parse_for_file(args.caps)
     path = _spelling(args, args.path)
+    local.checked(path, args.caps, _known_bits())  # what no file check can fix
     refused = None
     with contextlib.ExitStack() as stack:
         target = None

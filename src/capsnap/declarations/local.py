@@ -107,17 +107,23 @@ def _declares(line: str, path: str, canonical: Callable[[str], str] | None = Non
         canonical is not None and canonical(entry.path) == canonical(path)))
 
 
+def checked(path: str, text: str, known_bits: int) -> Entry:
+    """The entry `path` and `text` make; InvalidInput, naming the path, if
+    the syntax cannot hold them."""
+    try:
+        entry = parse_entry(f"{escape_path(path)} {text}", known_bits=known_bits)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{path}: {exc}") from None
+    assert entry is not None
+    return entry
+
+
 def declare(paths: SystemPaths, path: str, text: str, reason: str | None,
             owner: str | None, known_bits: int, forced: bool = False,
             canonical: Callable[[str], str] | None = None) -> tuple[str, bool]:
     """Add or replace the local declaration of `path` (with `canonical`, of
     any spelling of its file); (file, replaced)."""
-    try:
-        checked = parse_entry(f"{escape_path(path)} {text}", known_bits=known_bits)
-    except InvalidInput as exc:
-        raise InvalidInput(f"{path}: {exc}") from None
-    assert checked is not None
-    path = checked.path
+    path = checked(path, text, known_bits).path
     if reason is not None and ("\n" in reason or "#" in reason):
         raise InvalidInput("--reason must be one line without '#'")
     entry = Entry(path=path, text=" ".join(text.split()), caps=captext.CapSet(),
