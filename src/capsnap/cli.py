@@ -235,17 +235,73 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 # --- declarations: list / check / reapply / declare / undeclare ---------------
 
+def _on_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except ValueError:  # closed
+        return False
+
+
+def _styled() -> bool:
+    """Colour and bold: on a terminal only, and never with NO_COLOR
+    (https://no-color.org: set, whatever its value)."""
+    return _on_terminal() and "NO_COLOR" not in os.environ
+
+
+def _shorten(cell: str, width: int) -> str:
+    """`cell` in `width` characters: a path loses its middle (its file name
+    and top directories say most), anything else its end."""
+    if len(cell) <= width:
+        return cell
+    if width <= 1:
+        return "\u2026"[:width]
+    if cell.startswith("/"):
+        tail = (width - 1) // 2 + (width - 1) % 2
+        return cell[:width - 1 - tail] + "\u2026" + cell[len(cell) - tail:]
+    return cell[:width - 1] + "\u2026"
+
+
+def _fit(widths: list[int], headers: list[str], room: int, keep: int | None = None) \
+        -> list[int]:
+    """Column widths that fit `room` characters (with two spaces between
+    columns): the widest are narrowed first, none below its header (or 10
+    characters; column `keep`, the one that says what a row is about, not
+    below a third of the room); when even that is too wide, so be it."""
+    widths = list(widths)
+    floor = [min(w, max(len(h), 10, room // 3 if i == keep else 0))
+             for i, (w, h) in enumerate(zip(widths, headers, strict=True))]
+    excess = sum(widths) + 2 * (len(widths) - 1) - room
+    while excess > 0:
+        shrinkable = [i for i, w in enumerate(widths) if w > floor[i]]
+        if not shrinkable:
+            break
+        widths[max(shrinkable, key=widths.__getitem__)] -= 1
+        excess -= 1
+    return widths
+
+
 def _table(rows: list[list[str]], headers: list[str],
-           colours: Sequence[str] | None = None) -> None:
-    """A compact aligned table; the last column is never padded.  `colours`
-    (ANSI codes, one per row) are used on a terminal only, and not with NO_COLOR."""
-    use_colour = colours is not None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+           colours: Sequence[str] | None = None, keep: int | None = None) -> None:
+    """A compact aligned table; the last column is never padded.
+
+    On a terminal, long cells are shortened with an ellipsis to fit its
+    width (COLUMNS, or the terminal's own), the header is bold and rows
+    take `colours` (ANSI codes, one per row), unless NO_COLOR is set;
+    piped, every cell is printed whole, without escapes.
+    """
     rows = [[escape(cell) for cell in row] for row in rows]
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers) - 1)]
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    terminal = _on_terminal()
+    if terminal:
+        widths = _fit(widths, headers, _columns(margin=0), keep)
+        rows = [[_shorten(c, w) for c, w in zip(row, widths, strict=True)] for row in rows]
+    styled = _styled()
     for n, row in enumerate([headers, *rows]):
-        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)] + [row[-1]]
+        cells = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)] + [row[-1]]
         line = "  ".join(cells).rstrip()
-        if use_colour and n > 0 and colours is not None:
+        if styled and n == 0:
+            line = f"\x1b[1m{line}\x1b[0m"
+        elif styled and colours is not None:
             line = f"\x1b[{colours[n - 1]}m{line}\x1b[0m"
         _write(sys.stdout, line + "\n")
 
@@ -322,7 +378,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows.append([decl.path, captext.format_text(decl.caps, known), decl.source,
                      package, decl.version or "-", state])
     if rows:
-        _table(rows, ["PATH", "CAPABILITIES", "SOURCE", "PACKAGE", "VERSION", "STATE"])
+        _table(rows, ["PATH", "CAPABILITIES", "SOURCE", "PACKAGE", "VERSION", "STATE"],
+               keep=0)
     return EXIT_OK
 
 
@@ -340,7 +397,7 @@ def _report(findings: list[Any], as_json: bool, problems: list[Any]) -> None:
     rows = [[f.path, f.status, f.expected or "-", f.actual or "none", f.source, f.detail]
             for f in findings]
     if rows:
-        _table(rows, ["PATH", "STATUS", "DECLARED", "ON DISK", "SOURCE", "DETAIL"])
+        _table(rows, ["PATH", "STATUS", "DECLARED", "ON DISK", "SOURCE", "DETAIL"], keep=0)
     for f in findings:
         for warning in f.warnings:
             warn(f"{f.path}: {warning}")
@@ -526,20 +583,36 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         snapshot_id = take_snapshot(args, store, _scope(args))
         snap = store.find(str(snapshot_id))
     _out(f"snapshot {snap.id}: {snap.entries} files with capabilities "
-         f"({_scope_shown(snap.scope)})")
+         f"({_scope_shown(snap.scope, room=60)})")
     return EXIT_OK
 
 
-def _scope_shown(stored: str) -> str:
-    """A scope with its paths as they are: _out and _table escape them once."""
+def _scope_shown(stored: str, room: int = 0) -> str:
+    """A scope with its paths as they are (_out and _table escape them once),
+    each name once; with `room`, the first names that fit in it and how many
+    more there are, as `package:appstream,apt,… (+137)`."""
     from capsnap.snapshot import Scope
 
     scope = Scope.parse(stored)
-    return f"{scope.kind}:{','.join(scope.items)}" if scope.items else scope.kind
+    items = list(dict.fromkeys(scope.items))
+    if not items:
+        return scope.kind
+    shown = items
+    if room:
+        shown = items[:1]
+        for item in items[1:]:
+            if len(",".join([*shown, item])) > room:
+                break
+            shown.append(item)
+    more = len(items) - len(shown)
+    return f"{scope.kind}:{','.join(shown)}" + (f",\u2026 (+{more})" if more else "")
 
 
 def _snapshot_json(snap: Any) -> dict[str, object]:
-    return {"id": snap.id, "created": snap.created, "label": snap.label, "scope": snap.scope,
+    from capsnap.snapshot import Scope
+
+    return {"id": snap.id, "created": snap.created, "label": snap.label,
+            "scope": Scope.parse(snap.scope).describe(),
             "root": snap.root, "transaction": snap.transaction_id, "phase": snap.phase,
             "entries": snap.entries}
 
@@ -553,10 +626,10 @@ def cmd_snapshots(args: argparse.Namespace) -> int:
     if args.json:
         _print_json([_snapshot_json(s) for s in snaps])
     elif snaps:
-        _table([[str(s.id), s.created, s.label or "-", _scope_shown(s.scope),
+        _table([[str(s.id), s.created, s.label or "-", _scope_shown(s.scope, room=24),
                  f"{s.phase} #{s.transaction_id}" if s.transaction_id else "-",
                  str(s.entries)] for s in snaps],
-               ["ID", "CREATED", "LABEL", "SCOPE", "TRANSACTION", "WITH CAPS"])
+               ["ID", "CREATED", "LABEL", "SCOPE", "TRANSACTION", "WITH CAPS"], keep=3)
     return EXIT_OK
 
 
@@ -666,7 +739,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
                      diff.package_label(c.before, c.after)])
     if rows:
         _table(rows, ["CHANGE", "PATH", "BEFORE", "AFTER", "PACKAGE"],
-               colours=[_COLOURS[c.kind] for c in changes])
+               colours=[_COLOURS[c.kind] for c in changes], keep=1)
     else:
         _out("no capability changes")
     if unrecorded:
@@ -1041,15 +1114,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _columns() -> int:
+def _columns(margin: int = 2) -> int:
+    """The terminal's width (COLUMNS first, as shutil has it), less `margin`."""
     try:
-        return int(os.environ["COLUMNS"]) - 2
+        columns = int(os.environ["COLUMNS"])
+        if columns > 0:
+            return columns - margin
     except (KeyError, ValueError):
         pass
     try:
-        return os.get_terminal_size(sys.stdout.fileno()).columns - 2
+        return os.get_terminal_size(sys.stdout.fileno()).columns - margin
     except (OSError, ValueError):
-        return 78
+        return 80 - margin
 
 
 # Commands run unattended and often (by hooks, timers, monitoring), with the
