@@ -611,8 +611,10 @@ def _scope_shown(stored: str, room: int = 0) -> str:
 def _snapshot_json(snap: Any) -> dict[str, object]:
     from capsnap.snapshot import Scope
 
+    scope = Scope.parse(snap.scope)
     return {"id": snap.id, "created": snap.created, "label": snap.label,
-            "scope": Scope.parse(snap.scope).describe(),
+            # Each name once (apt names a package to unpack it and to configure it).
+            "scope": Scope(scope.kind, tuple(dict.fromkeys(scope.items))).describe(),
             "root": snap.root, "transaction": snap.transaction_id, "phase": snap.phase,
             "entries": snap.entries}
 

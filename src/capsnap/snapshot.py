@@ -41,10 +41,8 @@ class Scope(NamedTuple):
         writes it (a backslash \\134, a byte that is not UTF-8 \\377), so
         every path comes back as it was and the text is valid UTF-8.
         """
-        # Each item once: apt names a package once to unpack it and once
-        # to configure it.
         return self.kind if not self.items else \
-            f"{self.kind}:{','.join(_escape_item(i) for i in dict.fromkeys(self.items))}"
+            f"{self.kind}:{','.join(_escape_item(i) for i in self.items)}"
 
     @classmethod
     def parse(cls, text: str) -> Scope:

@@ -61,11 +61,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     shutil.copyfile("/bin/true", target)
     target.chmod(0o755)
     path = LONG_DIR + "/helper-with-a-long-name"
-    declared = subprocess.run([SYSTEM_PYTHON, "-m", "capsnap", "--root", str(root), "declare",
-                               path, "cap_net_bind_service,cap_net_raw=ep", "--no-apply",
-                               "--reason", "a long reason " * 6],
-                              env=dict(os.environ, PYTHONPATH=str(SRC)), capture_output=True)
-    assert declared.returncode == 0, declared.stderr
+    local = root / "etc/capsnap/capabilities.d/local.capabilities"
+    local.parent.mkdir(parents=True)
+    local.write_text(f"{path} cap_net_bind_service,cap_net_raw=ep  # {'a long reason ' * 6}\n")
     db = top / "capsnap.db"
     raw = bytes.fromhex("01000002" + "00240000" * 2 + "00" * 8)
     with Store(str(db)) as store:
