@@ -639,6 +639,17 @@ _COLOURS = {"lost": "31", "removed": "31", "gained": "32", "new": "32", "changed
             "replaced": "33"}
 
 
+# What capsnap's hooks did to a path during the transaction, as diff says it
+# (capsnap(1) explains each).
+_ACTIONS_SHOWN = {"restored": "restored by capsnap",
+                  "fallback": "setuid fallback by capsnap",
+                  "failed": "capsnap failed to restore",
+                  "skipped": "skipped by capsnap",
+                  "missing": "declared file missing",
+                  "removed": "taken back by capsnap",
+                  "left-alone": "left alone by capsnap"}
+
+
 def _row_json(row: Any) -> dict[str, object] | None:
     if row is None:
         return None
@@ -727,13 +738,13 @@ def cmd_diff(args: argparse.Namespace) -> int:
         what = c.kind
         action = actions.get(c.path, (None,))[0]
         if c.kind == diff.REPLACED and action == "restored":
-            what += ", caps lost, restored by capsnap"
+            what += ", caps lost"  # and put back before the after snapshot
         elif c.kind == diff.REPLACED:
             what += ", caps kept" if c.survived else ", caps lost" if not (
                 c.after and c.after.raw) else ", caps gained" if not (
                 c.before and c.before.raw) else ", caps changed"
-        elif action:
-            what += f", {action} by capsnap"
+        if action:
+            what += f", {_ACTIONS_SHOWN.get(action, f'{action} by capsnap')}"
         rows.append([what, os.fsdecode(c.path),
                      diff.caps_text(c.before) or "none",
                      diff.caps_text(c.after) or
