@@ -306,6 +306,14 @@ def _table(rows: list[list[str]], headers: list[str],
         _write(sys.stdout, line + "\n")
 
 
+def _out_fitted(line: str) -> None:
+    """A line shortened to the terminal's width on a terminal, whole when piped."""
+    shown = escape(line)
+    if _on_terminal():
+        shown = _shorten(shown, _columns(margin=0))
+    _write(sys.stdout, shown + "\n")
+
+
 def _catalogue(args: argparse.Namespace, sources: Sequence[str] | None = None) -> Any:
     from capsnap import declarations
 
@@ -732,7 +740,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
                         for kind in diff.KINDS if kind != diff.NOT_RECORDED},
         })
         return EXIT_DIFFERENT if changes else EXIT_OK
-    _out(_diff_header(transaction, first, second))
+    _out_fitted(_diff_header(transaction, first, second))
     rows = []
     for c in changes:
         what = c.kind
