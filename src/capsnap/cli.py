@@ -235,19 +235,83 @@ def cmd_parse(args: argparse.Namespace) -> int:
 
 # --- declarations: list / check / reapply / declare / undeclare ---------------
 
+def _on_terminal() -> bool:
+    try:
+        return sys.stdout.isatty()
+    except ValueError:  # closed
+        return False
+
+
+def _styled() -> bool:
+    """Colour and bold: on a terminal only, and never with NO_COLOR
+    (https://no-color.org: set, whatever its value)."""
+    return _on_terminal() and "NO_COLOR" not in os.environ
+
+
+def _shorten(cell: str, width: int) -> str:
+    """`cell` in `width` characters: a path loses its middle (its file name
+    and top directories say most), anything else its end."""
+    if len(cell) <= width:
+        return cell
+    if width <= 1:
+        return "\u2026"[:width]
+    if cell.startswith("/"):
+        tail = (width - 1) // 2 + (width - 1) % 2
+        return cell[:width - 1 - tail] + "\u2026" + cell[len(cell) - tail:]
+    return cell[:width - 1] + "\u2026"
+
+
+def _fit(widths: list[int], headers: list[str], room: int, keep: int | None = None) \
+        -> list[int]:
+    """Column widths that fit `room` characters (with two spaces between
+    columns): the widest are narrowed first, none below its header (or 10
+    characters; column `keep`, the one that says what a row is about, not
+    below a third of the room); when even that is too wide, so be it."""
+    widths = list(widths)
+    floor = [min(w, max(len(h), 10, room // 3 if i == keep else 0))
+             for i, (w, h) in enumerate(zip(widths, headers, strict=True))]
+    excess = sum(widths) + 2 * (len(widths) - 1) - room
+    while excess > 0:
+        shrinkable = [i for i, w in enumerate(widths) if w > floor[i]]
+        if not shrinkable:
+            break
+        widths[max(shrinkable, key=widths.__getitem__)] -= 1
+        excess -= 1
+    return widths
+
+
 def _table(rows: list[list[str]], headers: list[str],
-           colours: Sequence[str] | None = None) -> None:
-    """A compact aligned table; the last column is never padded.  `colours`
-    (ANSI codes, one per row) are used on a terminal only, and not with NO_COLOR."""
-    use_colour = colours is not None and sys.stdout.isatty() and "NO_COLOR" not in os.environ
+           colours: Sequence[str] | None = None, keep: int | None = None) -> None:
+    """A compact aligned table; the last column is never padded.
+
+    On a terminal, long cells are shortened with an ellipsis to fit its
+    width (COLUMNS, or the terminal's own), the header is bold and rows
+    take `colours` (ANSI codes, one per row), unless NO_COLOR is set;
+    piped, every cell is printed whole, without escapes.
+    """
     rows = [[escape(cell) for cell in row] for row in rows]
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers) - 1)]
+    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    terminal = _on_terminal()
+    if terminal:
+        widths = _fit(widths, headers, _columns(margin=0), keep)
+        rows = [[_shorten(c, w) for c, w in zip(row, widths, strict=True)] for row in rows]
+    styled = _styled()
     for n, row in enumerate([headers, *rows]):
-        cells = [c.ljust(w) for c, w in zip(row, widths, strict=False)] + [row[-1]]
+        cells = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)] + [row[-1]]
         line = "  ".join(cells).rstrip()
-        if use_colour and n > 0 and colours is not None:
+        if styled and n == 0:
+            line = f"\x1b[1m{line}\x1b[0m"
+        elif styled and colours is not None:
             line = f"\x1b[{colours[n - 1]}m{line}\x1b[0m"
         _write(sys.stdout, line + "\n")
+
+
+def _out_fitted(line: str) -> None:
+    """A line shortened to the terminal's width on a terminal, whole when piped."""
+    shown = escape(line)
+    if _on_terminal():
+        shown = _shorten(shown, _columns(margin=0))
+    _write(sys.stdout, shown + "\n")
 
 
 def _catalogue(args: argparse.Namespace, sources: Sequence[str] | None = None) -> Any:
@@ -261,17 +325,50 @@ def _catalogue(args: argparse.Namespace, sources: Sequence[str] | None = None) -
     return catalogue
 
 
+def _require_packages(args: argparse.Namespace, catalogue: Any) -> None:
+    """Refuse a --package that names no installed package (nor one a
+    declaration names): a typo in a monitoring check must not pass forever."""
+    from capsnap.declarations import dpkg, rpm
+    from capsnap.errors import InvalidInput
+
+    named: set[str] | None = None
+    for name in getattr(args, "package", None) or ():
+        if dpkg.package_version(args.paths_, name) is not None or \
+                rpm.package_version(args.paths_, name) is not None:
+            continue
+        if named is None:
+            named = {n for d in catalogue.declarations for n in (d.package, d.owner) if n}
+            named |= {n.split(":", 1)[0] for n in named}
+        if name not in named:
+            raise InvalidInput(f"--package {name}: no such package is installed (and no "
+                               "declaration names it)")
+
+
+def _owners_gone(args: argparse.Namespace, catalogue: Any) -> set[str]:
+    """The recorded owners of local declarations that are not installed."""
+    from capsnap.declarations import dpkg, rpm
+
+    owners = {d.owner for d in catalogue.declarations if d.source == "local" and d.owner}
+    return {o for o in owners if dpkg.package_version(args.paths_, o) is None
+            and rpm.package_version(args.paths_, o) is None}
+
+
 def cmd_list(args: argparse.Namespace) -> int:
-    from capsnap import captext
+    from capsnap import captext, reapply
 
     known = _known_bits()
     catalogue = _catalogue(args, [args.source] if args.source else None)
+    _require_packages(args, catalogue)
     entries: list[tuple[Any, str]] = []
     from capsnap.declarations import canonical_in
 
-    for item in catalogue.resolve(canonical_in(args.paths_)):
+    gone = _owners_gone(args, catalogue)
+    for item in reapply.select(catalogue.resolve(canonical_in(args.paths_)), args.package):
         # Each under the one name of its file, as check and diff name it.
-        if item.winner is not None:
+        if item.winner is not None and item.winner.owner in gone:
+            entries.append((item.winner._replace(path=item.path),
+                            f"dormant: {item.winner.owner} is not installed"))
+        elif item.winner is not None:
             beaten = ", ".join(d.label() for d in item.overridden if d.source != "local")
             entries.append((item.winner._replace(path=item.path),
                             f"wins over {beaten}" if beaten else "in force"))
@@ -295,13 +392,17 @@ def cmd_list(args: argparse.Namespace) -> int:
         rows.append([decl.path, captext.format_text(decl.caps, known), decl.source,
                      package, decl.version or "-", state])
     if rows:
-        _table(rows, ["PATH", "CAPABILITIES", "SOURCE", "PACKAGE", "VERSION", "STATE"])
+        _table(rows, ["PATH", "CAPABILITIES", "SOURCE", "PACKAGE", "VERSION", "STATE"],
+               keep=0)
     return EXIT_OK
 
 
 def _report(findings: list[Any], as_json: bool, problems: list[Any]) -> None:
     if as_json:
+        statuses = [f.status for f in findings]
         _print_json({"findings": [f.as_json() for f in findings],
+                     "summary": {status: statuses.count(status)
+                                 for status in sorted(set(statuses))},
                      "problems": [{"source": p.source, "where": p.where,
                                    "message": p.message} for p in problems],
                      "warnings": [{"path": f.path, "message": w}
@@ -310,7 +411,7 @@ def _report(findings: list[Any], as_json: bool, problems: list[Any]) -> None:
     rows = [[f.path, f.status, f.expected or "-", f.actual or "none", f.source, f.detail]
             for f in findings]
     if rows:
-        _table(rows, ["PATH", "STATUS", "DECLARED", "ON DISK", "SOURCE", "DETAIL"])
+        _table(rows, ["PATH", "STATUS", "DECLARED", "ON DISK", "SOURCE", "DETAIL"], keep=0)
     for f in findings:
         for warning in f.warnings:
             warn(f"{f.path}: {warning}")
@@ -321,6 +422,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from capsnap.declarations import canonical_in
 
     catalogue = _catalogue(args)
+    _require_packages(args, catalogue)
     items = reapply.select(catalogue.resolve(canonical_in(args.paths_)), args.package)
     findings = reapply.check(items, args.paths_, _known_bits())
     _report(findings, args.json, catalogue.problems)
@@ -333,6 +435,7 @@ def cmd_reapply(args: argparse.Namespace) -> int:
     from capsnap.declarations import canonical_in
 
     catalogue = _catalogue(args)
+    _require_packages(args, catalogue)
     items = reapply.select(catalogue.resolve(canonical_in(args.paths_)), args.package)
     findings, log_error = reapply.reapply(items, args.paths_, _known_bits(),
                                           dry_run=args.dry_run, everything=catalogue,
@@ -349,20 +452,73 @@ def cmd_reapply(args: argparse.Namespace) -> int:
     return EXIT_DIFFERENT if bad else EXIT_OK
 
 
-def cmd_declare(args: argparse.Namespace) -> int:
-    from capsnap.declarations import local, owner_of
+def _spelling(args: argparse.Namespace, path: str) -> str:
+    """The one spelling of a file named on the command line, as list and
+    check name it: absolute (a relative path starts at the working directory,
+    or at the root with --root, as for set), the symlinks of its directories
+    followed inside the root (on merged /usr, /bin/x is /usr/bin/x)."""
+    import posixpath
+
+    from capsnap.errors import InvalidInput
     from capsnap.snapshot import canonical_paths
 
-    # One file, one name: /bin/ping and /usr//bin/./ping are /usr/bin/ping
-    # (merged /usr), declared once and named so in every message.
-    canonical = canonical_paths(args.paths_)
-    args.path = canonical(args.path) if args.path.startswith("/") else args.path
-    owner = owner_of(args.paths_, args.path)
-    file, replaced = local.declare(args.paths_, args.path, args.caps, args.reason,
-                                   owner[0] if owner else None, _known_bits(), canonical)
-    shown = file.removeprefix(args.root.rstrip("/")) if args.root != "/" else file
-    _err(f"{'replaced' if replaced else 'added'} the local declaration of {args.path} "
-         f"in {shown}" + (f" (file of package {owner[0]} {owner[1]})" if owner else ""))
+    if not path:
+        raise InvalidInput("'': not a file path")
+    if not path.startswith("/"):
+        path = posixpath.join(os.getcwd() if args.root == "/" else "/", path)
+    if posixpath.basename(path) in ("", ".", ".."):
+        return posixpath.normpath(path)  # a directory, refused as such
+    spelled = canonical_paths(args.paths_)(path)
+    if ".." in spelled.split("/"):
+        return spelled  # left outside the root: refused as it is
+    return "/" + posixpath.normpath(spelled).lstrip("/")
+
+
+def cmd_declare(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from capsnap import filecaps, fileops
+    from capsnap.declarations import canonical_in, local, owner_of
+
+    caps = _parse_for_file(args.caps)
+    path = _spelling(args, args.path)
+    local.checked(path, args.caps, _known_bits())  # what no file check can fix
+    refused = None
+    with contextlib.ExitStack() as stack:
+        target = None
+        try:
+            target = stack.enter_context(fileops.open_target(path, args.root))
+            fileops.check_safe(target, args.root)
+        except CapsnapError as exc:
+            # The policy and the messages of set: refused unless forced.
+            if not args.force:
+                raise
+            refused = str(exc).removesuffix("; use --force to override").removeprefix(
+                f"{path}: ")
+        owner = owner_of(args.paths_, path)
+        file, replaced = local.declare(args.paths_, path, args.caps, args.reason,
+                                       owner[0] if owner else None, _known_bits(),
+                                       forced=refused is not None,
+                                       canonical=canonical_in(args.paths_))
+        shown = file.removeprefix(args.root.rstrip("/")) if args.root != "/" else file
+        said = (f"{'replaced' if replaced else 'added'} the local declaration of {path} "
+                f"in {shown}" + (f" (file of package {owner[0]} {owner[1]})" if owner else "")
+                + (f", forced past: {refused}" if refused is not None else ""))
+        # After the fact, as set does, so that a refusal stays one line.
+        for message in fileops.root_equivalent_warnings(caps):
+            warn(message)
+        if args.no_apply:
+            _err(f"{said}; not applied (--no-apply): 'capsnap reapply' applies it")
+            return EXIT_OK
+        try:
+            if target is None:
+                raise CapsnapError(f"{path}: {refused}")
+            # The very inode checked above.
+            result = filecaps.set_on_target(target, caps, 0, args.root, force=True)
+        except CapsnapError as exc:
+            _err(f"{said}; not applied: {str(exc).removeprefix(path + ': ')}")
+            return EXIT_FAILED
+    _err(f"{said}; {'applied' if result.changed else 'already in place'} and verified")
     return EXIT_OK
 
 
@@ -425,14 +581,12 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
 
 def cmd_undeclare(args: argparse.Namespace) -> int:
-    from capsnap.declarations import local
-    from capsnap.snapshot import canonical_paths
+    from capsnap.declarations import canonical_in, local
 
-    canonical = canonical_paths(args.paths_)
-    args.path = canonical(args.path) if args.path.startswith("/") else args.path
-    for file in local.undeclare(args.paths_, args.path, canonical):
+    path = _spelling(args, args.path)
+    for file in local.undeclare(args.paths_, path, canonical_in(args.paths_)):
         if args.verbose:
-            _err(f"removed the local declaration of {args.path} from {file}")
+            _err(f"removed the local declaration of {path} from {file}")
     return EXIT_OK
 
 
@@ -446,6 +600,19 @@ def _store(args: argparse.Namespace, create: bool = True) -> Any:
     # The wait capsnap.conf sets for hooks holds for commands too: a locked
     # database is said to be locked within seconds, not after half a minute.
     return Store(db, create=create, paths=args.paths_, wait=config.load(args.paths_)[0].wait)
+
+
+def _recorded(args: argparse.Namespace) -> Any:
+    """The store, or None before anything was recorded: no database is the
+    same as an empty one (and is not created by reading it)."""
+    from capsnap import confine
+
+    db = getattr(args, "db", None) or args.paths_.snapshot_db
+    return _store(args, create=False) if confine.exists(args.paths_, db) else None
+
+
+_NOTHING_RECORDED = ("no package-manager transaction recorded yet; name two snapshots "
+                     "('capsnap snapshots' lists them)")
 
 
 def _scope(args: argparse.Namespace) -> Any:
@@ -488,39 +655,71 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
         snapshot_id = take_snapshot(args, store, _scope(args))
         snap = store.find(str(snapshot_id))
     _out(f"snapshot {snap.id}: {snap.entries} files with capabilities "
-         f"({_scope_shown(snap.scope)})")
+         f"({_scope_shown(snap.scope, room=60)})")
     return EXIT_OK
 
 
-def _scope_shown(stored: str) -> str:
-    """A scope with its paths as they are: _out and _table escape them once."""
+def _scope_shown(stored: str, room: int = 0) -> str:
+    """A scope with its paths as they are (_out and _table escape them once),
+    each name once; with `room`, the first names that fit in it and how many
+    more there are, as `package:appstream,apt,… (+137)`."""
     from capsnap.snapshot import Scope
 
     scope = Scope.parse(stored)
-    return f"{scope.kind}:{','.join(scope.items)}" if scope.items else scope.kind
+    items = list(dict.fromkeys(scope.items))
+    if not items:
+        return scope.kind
+    shown = items
+    if room:
+        shown = items[:1]
+        for item in items[1:]:
+            if len(",".join([*shown, item])) > room:
+                break
+            shown.append(item)
+    more = len(items) - len(shown)
+    return f"{scope.kind}:{','.join(shown)}" + (f",\u2026 (+{more})" if more else "")
 
 
 def _snapshot_json(snap: Any) -> dict[str, object]:
-    return {"id": snap.id, "created": snap.created, "label": snap.label, "scope": snap.scope,
+    from capsnap.snapshot import Scope
+
+    scope = Scope.parse(snap.scope)
+    return {"id": snap.id, "created": snap.created, "label": snap.label,
+            # Each name once (apt names a package to unpack it and to configure it).
+            "scope": Scope(scope.kind, tuple(dict.fromkeys(scope.items))).describe(),
             "root": snap.root, "transaction": snap.transaction_id, "phase": snap.phase,
             "entries": snap.entries}
 
 
 def cmd_snapshots(args: argparse.Namespace) -> int:
-    with _store(args, create=False) as store:
-        snaps = store.snapshots()
+    store = _recorded(args)
+    snaps = []
+    if store is not None:
+        with store:
+            snaps = store.snapshots()
     if args.json:
         _print_json([_snapshot_json(s) for s in snaps])
     elif snaps:
-        _table([[str(s.id), s.created, s.label or "-", _scope_shown(s.scope),
+        _table([[str(s.id), s.created, s.label or "-", _scope_shown(s.scope, room=24),
                  f"{s.phase} #{s.transaction_id}" if s.transaction_id else "-",
                  str(s.entries)] for s in snaps],
-               ["ID", "CREATED", "LABEL", "SCOPE", "TRANSACTION", "WITH CAPS"])
+               ["ID", "CREATED", "LABEL", "SCOPE", "TRANSACTION", "WITH CAPS"], keep=3)
     return EXIT_OK
 
 
 _COLOURS = {"lost": "31", "removed": "31", "gained": "32", "new": "32", "changed": "33",
             "replaced": "33"}
+
+
+# What capsnap's hooks did to a path during the transaction, as diff says it
+# (capsnap(1) explains each).
+_ACTIONS_SHOWN = {"restored": "restored by capsnap",
+                  "fallback": "setuid fallback by capsnap",
+                  "failed": "capsnap failed to restore",
+                  "skipped": "skipped by capsnap",
+                  "missing": "declared file missing",
+                  "removed": "taken back by capsnap",
+                  "left-alone": "left alone by capsnap"}
 
 
 def _row_json(row: Any) -> dict[str, object] | None:
@@ -541,16 +740,24 @@ def _path_json(path: bytes) -> dict[str, object]:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from capsnap import diff
+    from capsnap.errors import InvalidInput
     from capsnap.snapshot import Scope, live_rows
 
-    with _store(args, create=False) as store:
+    if len(args.snapshots) > 2:
+        raise InvalidInput(f"diff compares at most two snapshots, not {len(args.snapshots)} "
+                           "(see 'capsnap diff --help')")
+    store = _recorded(args)
+    if store is None:
+        if args.snapshots:
+            raise InvalidInput(f"no snapshot {args.snapshots[0]!r}: nothing is recorded yet "
+                               "(take one with 'capsnap snapshot')")
+        raise InvalidInput(_NOTHING_RECORDED)
+    with store:
         transaction = None
         if not args.snapshots:
             transaction = store.last_complete_transaction()
             if transaction is None:
-                from capsnap.errors import InvalidInput
-                raise InvalidInput("no package-manager transaction recorded yet; name two "
-                                   "snapshots ('capsnap snapshots' lists them)")
+                raise InvalidInput(_NOTHING_RECORDED)
             first, second = (store.find(str(transaction.before_id)),
                              store.find(str(transaction.after_id)))
         else:
@@ -597,19 +804,19 @@ def cmd_diff(args: argparse.Namespace) -> int:
                         for kind in diff.KINDS if kind != diff.NOT_RECORDED},
         })
         return EXIT_DIFFERENT if changes else EXIT_OK
-    _out(_diff_header(transaction, first, second))
+    _out_fitted(_diff_header(transaction, first, second))
     rows = []
     for c in changes:
         what = c.kind
         action = actions.get(c.path, (None,))[0]
         if c.kind == diff.REPLACED and action == "restored":
-            what += ", caps lost, restored by capsnap"
+            what += ", caps lost"  # and put back before the after snapshot
         elif c.kind == diff.REPLACED:
             what += ", caps kept" if c.survived else ", caps lost" if not (
                 c.after and c.after.raw) else ", caps gained" if not (
                 c.before and c.before.raw) else ", caps changed"
-        elif action:
-            what += f", {action} by capsnap"
+        if action:
+            what += f", {_ACTIONS_SHOWN.get(action, f'{action} by capsnap')}"
         rows.append([what, os.fsdecode(c.path),
                      diff.caps_text(c.before) or "none",
                      diff.caps_text(c.after) or
@@ -617,7 +824,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
                      diff.package_label(c.before, c.after)])
     if rows:
         _table(rows, ["CHANGE", "PATH", "BEFORE", "AFTER", "PACKAGE"],
-               colours=[_COLOURS[c.kind] for c in changes])
+               colours=[_COLOURS[c.kind] for c in changes], keep=1)
     else:
         _out("no capability changes")
     if unrecorded:
@@ -699,9 +906,19 @@ def cmd_forget(args: argparse.Namespace) -> int:
     from capsnap import reapply
 
     forgotten = reapply.forget(args.paths_, args.package)
+    if forgotten is None:
+        from capsnap.errors import InvalidInput
+        raise InvalidInput(f"{args.package}: capsnap has no records of such a package "
+                           f"(they are in {_records_shown(args)})")
     if args.verbose:
         _err(f"forgot {forgotten} record{'s' if forgotten != 1 else ''} of {args.package}")
     return EXIT_OK
+
+
+def _records_shown(args: argparse.Namespace) -> str:
+    from capsnap.reapply import records_dir
+
+    return records_dir(args.paths_).removeprefix(args.root.rstrip("/")) + "/"
 
 
 # --- package-manager hooks ------------------------------------------------------
@@ -788,7 +1005,9 @@ def _args_parse(p: argparse.ArgumentParser) -> None:
 def _args_list(p: argparse.ArgumentParser) -> None:
     from capsnap.declarations import SOURCES
 
-    p.add_argument("--source", choices=SOURCES)
+    p.add_argument("--source", choices=SOURCES, help="only the declarations of this source")
+    p.add_argument("--package", action="append", metavar="P",
+                   help="only what package P declares or ships (repeatable)")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -809,6 +1028,11 @@ def _args_declare(p: argparse.ArgumentParser) -> None:
                    help="capability text; 'none' (or '=') keeps the file free of any, "
                         "whatever packages declare")
     p.add_argument("--reason", metavar="TEXT", help="why; kept as the entry's comment")
+    p.add_argument("--force", action="store_true",
+                   help="declare (recorded as forced) and apply even where the safety "
+                        "policy refuses")
+    p.add_argument("--no-apply", action="store_true",
+                   help="only record the declaration; do not apply it now")
 
 
 def _args_adopt(p: argparse.ArgumentParser) -> None:
@@ -846,8 +1070,9 @@ def _args_snapshots(p: argparse.ArgumentParser) -> None:
 
 def _args_diff(p: argparse.ArgumentParser) -> None:
     p.add_argument("snapshots", nargs="*", metavar="SNAPSHOT",
-                   help="ids or labels: none for the last transaction, one for it against "
-                        "the live system, two to compare them")
+                   help="ids or labels: none for the last transaction's before and after, "
+                        "one for that snapshot against the live system, two to compare "
+                        "them")
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
@@ -995,15 +1220,18 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _columns() -> int:
+def _columns(margin: int = 2) -> int:
+    """The terminal's width (COLUMNS first, as shutil has it), less `margin`."""
     try:
-        return int(os.environ["COLUMNS"]) - 2
+        columns = int(os.environ["COLUMNS"])
+        if columns > 0:
+            return columns - margin
     except (KeyError, ValueError):
         pass
     try:
-        return os.get_terminal_size(sys.stdout.fileno()).columns - 2
+        return os.get_terminal_size(sys.stdout.fileno()).columns - margin
     except (OSError, ValueError):
-        return 78
+        return 80 - margin
 
 
 # Commands run unattended and often (by hooks, timers, monitoring), with the

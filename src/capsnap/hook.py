@@ -164,7 +164,7 @@ def _reapply(ctx: Context, packages: Iterable[str] | None,
     # dpkg runs capsnap's trigger before its post-invoke hook: what the
     # trigger restored belongs to the transaction still open.
     actions = [(os.fsencode(f.path), f.status, f.detail) for f in findings
-               if f.status != reapply.OK]
+               if f.status not in reapply.QUIET]
     if record and actions and store is not None:
         tid = store.open_transaction()
         if tid is not None:
@@ -212,19 +212,11 @@ def _explain(ctx: Context, exc: BaseException) -> str:
 def _failures(findings: list[reapply.Finding], ctx: Context) -> int:
     """Report, one line each, what is not in place (and fallbacks); count the former.
 
-    A local declaration of a file whose package is not installed is dormant,
-    not missing: removing the package is no failure, even in strict mode.
+    A dormant declaration (its package is not installed) is neither: removing
+    a package is no failure, even in strict mode.
     """
     bad = 0
-    missing_owned = {f.declaration.owner for f in findings
-                     if f.status == reapply.MISSING and f.declaration is not None
-                     and f.declaration.owner}
-    installed = _versions(ctx.paths) if missing_owned else {}
     for f in findings:
-        owner = f.declaration.owner if f.declaration is not None else None
-        if f.status == reapply.MISSING and owner and owner not in installed \
-                and owner.split(":", 1)[0] not in installed:
-            continue
         if f.status == reapply.FALLBACK or f.status not in reapply.IN_PLACE:
             ctx.report(f"{f.path}: {f.status}: {f.detail}")
         if f.status not in reapply.IN_PLACE:
@@ -802,25 +794,36 @@ def _reset_reported(ctx: Context) -> None:
         confine.unlink(ctx.paths, _reported_file(ctx))
 
 
-def _first_time(ctx: Context, messages: list[str], owner: Owner | None) -> list[str]:
+def _reported(ctx: Context, owner: Owner | None) -> set[str]:
+    """What the transaction `owner` holds open has shown already: read as a
+    hook starts, since a closing hook removes the file with the marker."""
+    if owner is None:
+        return set()
+    try:
+        lines = confine.read_bytes(ctx.paths, _reported_file(ctx)).decode(
+            "ascii", "replace").splitlines()
+    except (OSError, CapsnapError):
+        return set()
+    return set(lines[1:]) if lines and lines[0] == _owner_key(owner) else set()
+
+
+def _owner_key(owner: Owner) -> str:
+    return " ".join(str(field) for field in owner)
+
+
+def _first_time(ctx: Context, messages: list[str], owner: Owner | None,
+                seen: set[str]) -> list[str]:
     """The messages not yet shown in the transaction `owner` holds open."""
     if owner is None or not messages:
         return messages
     import zlib
 
-    key = " ".join(str(field) for field in owner)
-    try:
-        lines = confine.read_bytes(ctx.paths, _reported_file(ctx)).decode(
-            "ascii", "replace").splitlines()
-    except (OSError, CapsnapError):
-        lines = []
-    seen = set(lines[1:]) if lines and lines[0] == key else set()
     digests = [f"{zlib.crc32(m.encode('utf-8', 'surrogateescape')):08x}" for m in messages]
     fresh = [m for m, d in zip(messages, digests, strict=True) if d not in seen]
     if fresh and _marker_owner(ctx) == owner:  # the transaction is still open
         with contextlib.suppress(OSError, CapsnapError):
             confine.write_atomically(ctx.paths, _reported_file(ctx), "\n".join(
-                [key, *sorted(seen | set(digests))]).encode("ascii") + b"\n")
+                [_owner_key(owner), *sorted(seen | set(digests))]).encode("ascii") + b"\n")
     return fresh
 
 
@@ -852,6 +855,7 @@ def _run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
                   settings.roots, settings.wait, (settings.keep, settings.keep_days), [])
     failures = 0
     owner = _marker_owner(ctx)
+    seen = _reported(ctx, owner)
     try:
         if name not in HOOKS:
             raise InvalidInput(f"unknown hook {name!r} (known: {', '.join(HOOKS)})")
@@ -870,7 +874,9 @@ def _run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
                 report(f"cannot reapply: {_explain(ctx, again)}")
     # Paths, symlink targets and package fields are anyone's text: escaped,
     # they cannot forge a log line or drive apt's terminal.
-    shown = [escape(m) for m in _first_time(ctx, messages, _marker_owner(ctx) or owner)]
+    now = _marker_owner(ctx)
+    shown = [escape(m) for m in _first_time(ctx, messages, now or owner,
+                                            seen if now in (None, owner) else set())]
     log_name = os.path.basename(paths.log_file)
     for message in _cut(shown, _SHOWN_ON_STDERR, f" (see {paths.log_file})"):
         sys.stderr.write(f"capsnap: hook {name}: {message}\n")

@@ -34,13 +34,18 @@ WOULD_RESTORE = "would-restore"
 FAILED = "failed"
 SKIPPED = "skipped"
 FALLBACK = "fallback"  # the filesystem cannot hold capabilities: the declared setuid mode
+# A local declaration of a file that is gone with the package it belonged to
+# (its recorded owner is not installed): in force again when it comes back.
+DORMANT = "dormant"
 # What becomes of a capability capsnap applied for a package that no longer
 # declares it: removed, or left alone because it is no longer what capsnap put.
 REMOVED = "removed"
 LEFT_ALONE = "left-alone"
 WOULD_REMOVE = "would-remove"
 
-IN_PLACE = {OK, RESTORED, FALLBACK, REMOVED, LEFT_ALONE}
+IN_PLACE = {OK, RESTORED, FALLBACK, REMOVED, LEFT_ALONE, DORMANT}
+# Nothing done and nothing to say: not logged, not recorded.
+QUIET = {OK, DORMANT}
 
 
 class Finding(NamedTuple):
@@ -167,12 +172,13 @@ def _examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool,
                     return in_place
                 return _take_back_fallback(found, target, decl, paths, "restored; ")
             reasons = fileops.unsafe_reasons(target, paths.root)
-            if reasons:
+            if reasons and not decl.forced:
                 return found._replace(status=not_fixed, detail=reasons[0])
             drifted = found._replace(
                 status=DRIFTED,
-                detail=("no capabilities" if raw is None else f"has {found.actual}") +
-                (f" (set by {decl.package}'s postinst)" if decl.source == SCRIPT else ""))
+                detail=("no capabilities" if raw is None else f"has {found.actual}")
+                + (f" (set by {decl.package}'s postinst)" if decl.source == SCRIPT else "")
+                + (f"; declared with forced=yes past: {reasons[0]}" if reasons else ""))
             if not repair:
                 return drifted
             if dry_run:
@@ -299,8 +305,28 @@ def _with_bare_names(names: set[str]) -> set[str]:
     return names | _bare(names)
 
 
+def dormant(findings: list[Finding], paths: SystemPaths) -> list[Finding]:
+    """Missing files of local declarations whose recorded owner package is
+    not installed, as dormant: removing a package is no failure, and the
+    declaration is in force again when the package comes back."""
+    owners = {f.declaration.owner for f in findings if f.status == MISSING and
+              f.declaration is not None and f.declaration.source == "local"
+              and f.declaration.owner}
+    if not owners:
+        return findings
+    from capsnap.declarations import dpkg, rpm
+
+    gone = {owner for owner in owners if dpkg.package_version(paths, owner) is None
+            and rpm.package_version(paths, owner) is None}
+    return [f._replace(status=DORMANT, detail=f"its package {f.declaration.owner} is not "
+                       "installed; in force again when it is")
+            if f.status == MISSING and f.declaration is not None
+            and f.declaration.source == "local" and f.declaration.owner in gone else f
+            for f in findings]
+
+
 def check(items: Iterable[Resolved], paths: SystemPaths, known_bits: int) -> list[Finding]:
-    return [examine(item, paths, known_bits) for item in items]
+    return dormant([examine(item, paths, known_bits) for item in items], paths)
 
 
 def reapply(items: Iterable[Resolved], paths: SystemPaths, known_bits: int,
@@ -310,8 +336,8 @@ def reapply(items: Iterable[Resolved], paths: SystemPaths, known_bits: int,
     back what capsnap applied for `packages` (all when none given) that no
     declaration claims any more.  The findings, and why the log could not be
     written."""
-    findings = [examine(item, paths, known_bits, repair=True, dry_run=dry_run)
-                for item in items]
+    findings = dormant([examine(item, paths, known_bits, repair=True, dry_run=dry_run)
+                        for item in items], paths)
     released: dict[str, dict[str, dict[str, str]]] = {}
     if everything is not None:
         taken_back, released = release(paths, everything, packages, known_bits, dry_run)
@@ -329,12 +355,12 @@ def reapply(items: Iterable[Resolved], paths: SystemPaths, known_bits: int,
 _RECORD = "capsnap's record"
 
 
-def _records_dir(paths: SystemPaths) -> str:
+def records_dir(paths: SystemPaths) -> str:
     return os.path.join(paths.state_dir, "packages")
 
 
 def _record_file(paths: SystemPaths, package: str) -> str:
-    return os.path.join(_records_dir(paths), package.replace("/", "_"))
+    return os.path.join(records_dir(paths), package.replace("/", "_"))
 
 
 def _applied_records(paths: SystemPaths, package: str) -> dict[str, dict[str, str]]:
@@ -392,8 +418,8 @@ def record_results(paths: SystemPaths, findings: Iterable[Finding],
     for f in findings:
         decl = f.declaration
         package = decl.package or decl.owner if decl is not None else None
-        if not package or decl is None or decl.origin == _RECORD:
-            continue
+        if not package or decl is None or decl.origin == _RECORD or f.status == DORMANT:
+            continue  # a dormant one's package is gone, and its records with it
         if package not in by_package:
             by_package[package] = _applied_records(paths, package)
         before = by_package[package].get(f.path, {})
@@ -403,9 +429,9 @@ def record_results(paths: SystemPaths, findings: Iterable[Finding],
         for package, results in by_package.items():
             _write_record(paths, package, results)
     except CapsnapError as exc:
-        return f"{_records_dir(paths)}: cannot record results: {exc}"
+        return f"{records_dir(paths)}: cannot record results: {exc}"
     except OSError as exc:
-        return f"{_records_dir(paths)}: cannot record results: {exc.strerror}"
+        return f"{records_dir(paths)}: cannot record results: {exc.strerror}"
     return None
 
 
@@ -443,7 +469,7 @@ def release(paths: SystemPaths, everything: Catalogue, packages: Iterable[str] |
     if "local" in unread:
         return [], {}  # a local declaration may claim any path
     try:
-        names = [n for n in confine.listdir(paths, _records_dir(paths))
+        names = [n for n in confine.listdir(paths, records_dir(paths))
                  if not n.startswith(".") and not n.endswith(".new")]
     except (OSError, CapsnapError):
         return [], {}
@@ -516,8 +542,9 @@ def _take_back(paths: SystemPaths, package: str, path: str, entry: dict[str, str
                        f"cannot take back the {applied} capsnap applied: {detail}")
 
 
-def forget(paths: SystemPaths, package: str) -> int:
-    """Drop capsnap's records of a (purged) package; how many there were."""
+def forget(paths: SystemPaths, package: str) -> int | None:
+    """Drop capsnap's records of a (purged) package; how many there were
+    (None: capsnap had no records of it)."""
     target = _record_file(paths, package)
     try:
         import json
@@ -525,7 +552,7 @@ def forget(paths: SystemPaths, package: str) -> int:
         count = len(json.loads(confine.read_bytes(paths, target)))
         confine.unlink(paths, target)
     except FileNotFoundError:
-        return 0
+        return None
     except (OSError, ValueError) as exc:
         raise OperationFailed(f"{target}: cannot forget: {exc}") from None
     return count
@@ -536,7 +563,7 @@ def log_actions(paths: SystemPaths, findings: Iterable[Finding]) -> str | None:
     lines = []
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     for f in findings:
-        if f.status == OK:
+        if f.status in QUIET:
             continue
         fields = {
             "path": f.path,

@@ -413,7 +413,9 @@ def command_args(command: str) -> list[str]:
     if command.startswith("hook:"):
         return ["hook", command[5:]]
     return {"reapply": ["reapply"],
-            "declare": ["declare", "/usr/bin/helper2", "cap_net_raw=ep"],
+            # A file the world lacks: recorded (forced), never applied.
+            "declare": ["declare", "/usr/bin/helper2", "cap_net_raw=ep", "--force",
+                        "--no-apply"],
             "undeclare": ["undeclare", "/usr/bin/gone"],
             "snapshot": ["snapshot"],
             "prune": ["prune", "--keep", "1"],

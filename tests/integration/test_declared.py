@@ -186,6 +186,7 @@ def test_local_declaration_on_a_dpkg_file_survives_reinstall(tmp_path: Path,
         dpkg_install(dpkg_root, deb)
         assert getxattr_or_none(installed) is None
     # --package selects by owner too: another package's run leaves it alone.
+    dpkg_install(dpkg_root, build_deb(tmp_path, "other", "1", {"/usr/bin/other": "/bin/true"}))
     assert run_capsnap("--root", root, "reapply", "--package", "other").status == 0
     assert getxattr_or_none(installed) is None
     assert run_capsnap("--root", root, "undeclare", "/usr/bin/node-ish").status == 0

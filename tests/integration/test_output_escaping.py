@@ -239,7 +239,7 @@ def test_any_file_name_is_declared_listed_checked_and_generated(tmp_path: Path, 
     tool = copy_binary("/bin/true", root / "opt" / name)
     r = ["--root", str(root)]
     shown = display.escape(path)
-    declared = capsnap(*r, "declare", path, "cap_net_raw=ep")
+    declared = capsnap(*r, "declare", path, "cap_net_raw=ep", "--no-apply")
     assert declared.status == 0, declared.err
     written = local_file(root).read_text(encoding="utf-8")
     assert f"{escape_path(path)} cap_net_raw=ep" in written.splitlines()

@@ -40,6 +40,7 @@ class Declaration(NamedTuple):
     # A dpkg-script declaration is enforced only once seen on disk
     # (declarations.dpkg_script); every other one always is.
     confirmed: bool = True
+    forced: bool = False  # local only: applied where the safety policy would refuse
 
     @property
     def stored(self) -> captext.CapSet:
@@ -64,6 +65,7 @@ class Declaration(NamedTuple):
             "owner": self.owner,
             "fallback": str(self.fallback) if self.fallback else None,
             "enforced": self.confirmed,
+            "forced": self.forced,
         }
 
 

@@ -6,7 +6,8 @@ Used by `debian/<package>.capabilities`, the `File-Capabilities` control
 field (one entry per continuation line) and the local files under
 /etc/capsnap/capabilities.d/:
 
-    PATH CAPABILITY-TEXT [fallback=none|setuid[:MODE]] [owner=PACKAGE]  [# comment]
+    PATH CAPABILITY-TEXT [fallback=none|setuid[:MODE]] [owner=PACKAGE] [forced=yes]
+        [# comment]
 
 CAPABILITY-TEXT "none" (or "=") declares that the file has no capabilities.
 
@@ -16,9 +17,11 @@ printable UTF-8 in it is written as a three-digit octal escape of the byte
 Control characters (C0, DEL, C1) are refused: no packaged file needs one,
 and they would reach terminals and logs.  The capability text
 is everything between the path and the first option, so it may hold several
-space-separated clauses; no capability is called "fallback" or "owner", so
-the options cannot be mistaken for text.  A comment after an entry is its
-reason.
+space-separated clauses; no capability is called "fallback", "owner" or
+"forced", so the options cannot be mistaken for text.  A comment after an
+entry is its reason.  `forced=yes` (the administrator's `declare --force`)
+applies the capability where the safety policy would refuse it; only local
+declarations may carry it, never a package's.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from capsnap.records import NamedTuple
 
 DEFAULT_SETUID_MODE = 0o4755
 _OCTAL = frozenset("01234567")
-_OPTIONS = ("fallback", "owner")
+_OPTIONS = ("fallback", "owner", "forced")
 
 # String methods rather than re: hooks parse declarations on every
 # transaction, and re (with enum) costs more to import than they take.
@@ -74,6 +77,7 @@ class Entry(NamedTuple):
     owner: str | None = None
     comment: str | None = None
     line: int = 0
+    forced: bool = False
 
     def format(self) -> str:
         parts = [escape_path(self.path), self.text]
@@ -81,6 +85,8 @@ class Entry(NamedTuple):
             parts.append(f"fallback={self.fallback}")
         if self.owner:
             parts.append(f"owner={self.owner}")
+        if self.forced:
+            parts.append("forced=yes")
         line = " ".join(parts)
         if self.comment:
             line += f"  # {self.comment}"
@@ -112,9 +118,10 @@ def split_comment(line: str) -> tuple[str, str | None]:
     return stripped[:at - 1].rstrip(), stripped[at + 1:].strip() or None
 
 
-def parse_entry(line: str, number: int = 0, known_bits: int = len(captext.CAP_NAMES)) \
-        -> Entry | None:
-    """Parse one line; None for blank and comment lines; InvalidInput if bad."""
+def parse_entry(line: str, number: int = 0, known_bits: int = len(captext.CAP_NAMES),
+                local: bool = False) -> Entry | None:
+    """Parse one line; None for blank and comment lines; InvalidInput if bad.
+    `local`: the administrator's own file, where `forced=yes` is allowed."""
     body, comment = split_comment(line)
     if not body:
         return None
@@ -146,8 +153,13 @@ def parse_entry(line: str, number: int = 0, known_bits: int = len(captext.CAP_NA
     caps = captext.CapSet() if text == "none" else captext.parse_file_caps(text, known_bits)
     fallback = _parse_fallback(options["fallback"]) if "fallback" in options else None
     owner = options.get("owner") or None
+    forced = "forced" in options
+    if forced and options["forced"] != "yes":
+        raise InvalidInput("forced must be 'yes'")
+    if forced and not local:
+        raise InvalidInput("forced=yes is for the administrator's local declarations only")
     return Entry(path=path, text=text, caps=caps, fallback=fallback, owner=owner,
-                 comment=comment, line=number)
+                 comment=comment, line=number, forced=forced)
 
 
 class BadLine(NamedTuple):
@@ -156,8 +168,8 @@ class BadLine(NamedTuple):
     detail: str  # the full message, quoting the capability text where it is wrong
 
 
-def parse_lines(lines: Iterable[str], known_bits: int = len(captext.CAP_NAMES)) \
-        -> tuple[list[Entry], list[BadLine]]:
+def parse_lines(lines: Iterable[str], known_bits: int = len(captext.CAP_NAMES),
+                local: bool = False) -> tuple[list[Entry], list[BadLine]]:
     """Every entry of a file or field, and what is wrong with each bad line.
 
     A bad line never hides the good ones around it.
@@ -166,7 +178,7 @@ def parse_lines(lines: Iterable[str], known_bits: int = len(captext.CAP_NAMES)) 
     bad: list[BadLine] = []
     for number, line in enumerate(lines, start=1):
         try:
-            entry = parse_entry(line, number, known_bits)
+            entry = parse_entry(line, number, known_bits, local)
         except CapTextError as exc:
             where = f" (clause {exc.clause_number})" if exc.clause_number else ""
             bad.append(BadLine(number, f"invalid capability text{where}", str(exc)))

@@ -23,7 +23,7 @@ from capsnap.paths import SystemPaths
 SUFFIX = ".capabilities"
 HEADER = """\
 # Local capability declarations for capsnap (see capsnap(1)).
-# One entry a line: PATH CAPABILITY-TEXT [fallback=...] [owner=PACKAGE]  # reason
+# One entry a line: PATH CAPABILITY-TEXT [fallback=...] [owner=PACKAGE] [forced=yes]  # reason
 # A local declaration wins over any package's. 'capsnap declare' and
 # 'capsnap undeclare' edit this file and keep your comments.
 """
@@ -57,14 +57,15 @@ def read(paths: SystemPaths, known_bits: int) \
         except OSError as exc:
             problems.append(Problem("local", file, f"cannot read: {exc.strerror}"))
             continue
-        entries, bad = parse_lines(text.splitlines(), known_bits)
+        entries, bad = parse_lines(text.splitlines(), known_bits, local=True)
         for line in bad:  # by number, never quoted: the file may be a symlink to a secret
             problems.append(Problem("local", f"{file}:{line.number}", line.reason))
         for entry in entries:
             decls.append(Declaration(
                 path=entry.path, text=entry.text, caps=entry.caps, source="local",
                 origin=f"{file.removeprefix(paths.root.rstrip('/'))}:{entry.line}",
-                reason=entry.comment, owner=entry.owner, fallback=entry.fallback))
+                reason=entry.comment, owner=entry.owner, fallback=entry.fallback,
+                forced=entry.forced))
     return decls, problems, []
 
 
@@ -97,35 +98,39 @@ def _readable_lines(paths: SystemPaths, file: str) -> list[str]:
         return []
 
 
-def _declares(line: str, path: str,
-              canonical: Callable[[str], str] | None = None) -> bool:
-    """Whether `line` declares `path`, under any spelling of its file when
-    `canonical` gives the one name (merged /usr: /bin/ping is /usr/bin/ping)."""
+def _declares(line: str, path: str, canonical: Callable[[str], str] | None = None) -> bool:
     try:
-        entry = parse_entry(line)
+        entry = parse_entry(line, local=True)
     except InvalidInput:
         return False
     return entry is not None and (entry.path == path or (
-        canonical is not None and canonical(entry.path) == path))
+        canonical is not None and canonical(entry.path) == canonical(path)))
+
+
+def checked(path: str, text: str, known_bits: int) -> Entry:
+    """The entry `path` and `text` make; InvalidInput, naming the path, if
+    the syntax cannot hold them."""
+    try:
+        entry = parse_entry(f"{escape_path(path)} {text}", known_bits=known_bits)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{path}: {exc}") from None
+    assert entry is not None
+    return entry
 
 
 def declare(paths: SystemPaths, path: str, text: str, reason: str | None,
-            owner: str | None, known_bits: int,
+            owner: str | None, known_bits: int, forced: bool = False,
             canonical: Callable[[str], str] | None = None) -> tuple[str, bool]:
-    """Add or replace the local declaration of `path` (under any spelling
-    `canonical` maps to it); (file, replaced)."""
-    try:
-        checked = parse_entry(f"{escape_path(path)} {text}", known_bits=known_bits)
-    except InvalidInput as exc:
-        raise InvalidInput(f"{path}: {exc}") from None
-    assert checked is not None
-    path = checked.path
+    """Add or replace the local declaration of `path` (with `canonical`, of
+    any spelling of its file); (file, replaced)."""
+    parsed = checked(path, text, known_bits)
+    path = parsed.path
     if reason is not None and ("\n" in reason or "#" in reason):
         raise InvalidInput("--reason must be one line without '#'")
     # Every way of saying "no capabilities" ("=", "none") is written "none".
-    text = "none" if checked.caps.is_empty() else " ".join(text.split())
+    text = "none" if parsed.caps.is_empty() else " ".join(text.split())
     entry = Entry(path=path, text=text, caps=captext.CapSet(),
-                  owner=owner, comment=reason)
+                  owner=owner, comment=reason, forced=forced)
     target = paths.local_declarations_file
     for file in declaration_files(paths):
         if any(_declares(line, path, canonical) for line in _readable_lines(paths, file)):
@@ -137,10 +142,9 @@ def declare(paths: SystemPaths, path: str, text: str, reason: str | None,
     for line in lines:
         if _declares(line, path, canonical):
             if not replaced:
-                old = parse_entry(line)
+                old = parse_entry(line, local=True)
                 if reason is None and old is not None and old.comment:
-                    entry = Entry(path=entry.path, text=entry.text, caps=entry.caps,
-                                  owner=entry.owner, comment=old.comment)
+                    entry = entry._replace(comment=old.comment)
                 out.append(entry.format())
             replaced = True
         else:
@@ -155,8 +159,8 @@ def declare(paths: SystemPaths, path: str, text: str, reason: str | None,
 
 def undeclare(paths: SystemPaths, path: str,
               canonical: Callable[[str], str] | None = None) -> list[str]:
-    """Remove every local declaration of `path` (under any spelling
-    `canonical` maps to it); the files changed."""
+    """Remove every local declaration of `path` (with `canonical`, of any
+    spelling of its file); the files changed."""
     path = posixpath.normpath(path)
     changed = []
     for file in declaration_files(paths):
