@@ -48,32 +48,44 @@ class Change(NamedTuple):
 
 def _replaced(a: Row, b: Row) -> bool:
     """Both rows saw a file, and not the same one.  A row that knows no
-    identity (no inode) cannot say: then the file is taken as the same."""
+    identity (no inode) cannot say: then the file is taken as the same,
+    except for a before row with capabilities but no inode: dpkg's hooks
+    make those only for a file the run wrote over, whose capabilities its
+    pre-invoke noted (no snapshot had seen it)."""
     from capsnap.snapshot import same_file
 
+    if a.present and b.present and a.inode is None and a.raw is not None \
+            and b.inode is not None:
+        return True
     return a.present and b.present and a.inode is not None and b.inode is not None \
         and not same_file(a, b)
 
 
-def covers(scope: str, roots: Iterable[str] = ()) -> Callable[[bytes], bool]:
-    """Whether a snapshot of `scope` (as stored) looked at a path, so that
-    a path it has no row for had no capabilities then.  A full walk looks at
-    everything under `roots`, a path scope under its paths; a package scope
-    has a row for every file of its packages, so a path without one was
-    never looked at, like one a "tracked" snapshot does not track."""
+def covers(scope: str, roots: Iterable[str] = ()) -> Callable[[Row], bool]:
+    """Whether a snapshot of `scope` (as stored) looked at the path of a row
+    the other snapshot has, so that having no row for it means it had no
+    capabilities then.  A full walk looks at everything under `roots`, a
+    path scope under its paths, a package scope at every file of its
+    packages (it records only those with capabilities; the row says whose
+    file it is), and a "tracked" snapshot only at what it tracks."""
     import fnmatch
 
     from capsnap.snapshot import Scope
 
     parsed = Scope.parse(scope)
+    if parsed.kind == "package":
+        packages = {p.split(":", 1)[0] for p in parsed.items}
+        return lambda row: row.package is not None and \
+            row.package.split(":", 1)[0] in packages
     if parsed.kind == "full":
         patterns = [os.fsencode(r.rstrip("/")) for r in roots]
     elif parsed.kind == "path":
         patterns = [os.fsencode(i.rstrip("/")) for i in parsed.items]
     else:
-        return lambda path: False
+        return _unseen
 
-    def covered(path: bytes) -> bool:
+    def covered(row: Row) -> bool:
+        path = row.path
         for pattern in patterns:
             depth = pattern.count(b"/")
             head = b"/".join(path.split(b"/")[:depth + 1])
@@ -85,24 +97,24 @@ def covers(scope: str, roots: Iterable[str] = ()) -> Callable[[bytes], bool]:
     return covered
 
 
-def _unseen(path: bytes) -> bool:
+def _unseen(row: Row) -> bool:
     return False
 
 
 def _classify(a: Row | None, b: Row | None, since_ns: int | None,
-              covered_before: Callable[[bytes], bool] = _unseen,
-              covered_after: Callable[[bytes], bool] = _unseen) -> Change | None:
+              covered_before: Callable[[Row], bool] = _unseen,
+              covered_after: Callable[[Row], bool] = _unseen) -> Change | None:
     path = a.path if a is not None else b.path  # type: ignore[union-attr]
     had = a is not None and a.raw is not None
     has = b is not None and b.raw is not None
     if not had and not has:
         return None
-    if a is None and covered_before(path):
+    if a is None and b is not None and covered_before(b):
         # Looked at, without capabilities then.
         born_after = since_ns is not None and b is not None and b.btime_ns is not None \
             and b.btime_ns > since_ns
         return Change(NEW if born_after else GAINED, path, a, b)
-    if b is None and covered_after(path):
+    if b is None and a is not None and covered_after(a):
         return Change(LOST, path, a, b)
     if a is None or b is None:
         if a is None and since_ns is not None and b is not None and b.btime_ns is not None \
@@ -133,8 +145,8 @@ def _classify(a: Row | None, b: Row | None, since_ns: int | None,
 
 def compare(before: Iterable[Row], after: Iterable[Row],
             since_ns: int | None = None,
-            covered_before: Callable[[bytes], bool] = _unseen,
-            covered_after: Callable[[bytes], bool] = _unseen) -> Iterator[Change]:
+            covered_before: Callable[[Row], bool] = _unseen,
+            covered_after: Callable[[Row], bool] = _unseen) -> Iterator[Change]:
     """Changes from `before` to `after`, both sorted by path, in path order.
 
     `since_ns` is when `before` was taken: a file created after it that the
@@ -160,8 +172,8 @@ def compare(before: Iterable[Row], after: Iterable[Row],
 
 def compare_pairs(pairs: Iterable[tuple[Row | None, Row | None]],
                   since_ns: int | None = None,
-                  covered_before: Callable[[bytes], bool] = _unseen,
-                  covered_after: Callable[[bytes], bool] = _unseen) -> Iterator[Change]:
+                  covered_before: Callable[[Row], bool] = _unseen,
+                  covered_after: Callable[[Row], bool] = _unseen) -> Iterator[Change]:
     """Changes from pairs of rows already matched by path (see Store.changed_pairs)."""
     for a, b in pairs:
         change = _classify(a, b, since_ns, covered_before, covered_after)
