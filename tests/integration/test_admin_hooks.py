@@ -26,11 +26,11 @@ STATE = "var/lib/capsnap"
 
 
 @pytest.fixture(scope="module")
-def system(tmp_path_factory: pytest.TempPathFactory, capsnap_deb: Path) -> Iterator[Path]:
+def system(tmp_path_factory: pytest.TempPathFactory, capsnap_debs: list[Path]) -> Iterator[Path]:
     if not overlay_supported():
         pytest.skip("no overlayfs here")
     with overlay_system(tmp_path_factory.mktemp("admin-hooks") / "ov") as root:
-        done = inside(root, "dpkg", "-i", put(root, capsnap_deb))
+        done = inside(root, "dpkg", "-i", *(put(root, deb) for deb in capsnap_debs))
         assert done.returncode == 0, done.stdout + done.stderr
         yield root
 
@@ -78,14 +78,14 @@ def test_dormant_is_quiet_and_a_problem_is_said_once_per_apt_run(
 
 
 def test_removing_capsnap_leaves_no_marker_and_the_next_run_is_attributed(
-        tmp_path: Path, system: Path, capsnap_deb: Path) -> None:
+        tmp_path: Path, system: Path, capsnap_debs: list[Path]) -> None:
     root = system
     state = root / STATE
     removed = inside(root, "dpkg", "-r", "capsnap")
     assert removed.returncode == 0, removed.stderr
     left = {name for name in ("transaction-open", "dpkg-status.before", "transaction-reported")
             if os.path.lexists(state / name)}
-    assert inside(root, "dpkg", "-i", put(root, capsnap_deb)).returncode == 0
+    assert inside(root, "dpkg", "-i", *(put(root, deb) for deb in capsnap_debs)).returncode == 0
     assert not left, left
     bar = build_deb(tmp_path, "bar", "1", {"/usr/bin/bar": "/bin/true"})
     assert inside(root, "dpkg", "-i", put(root, bar)).returncode == 0

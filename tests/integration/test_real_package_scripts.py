@@ -58,7 +58,7 @@ def deb_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def machine(tmp_path_factory: pytest.TempPathFactory, capsnap_deb: Path,
+def machine(tmp_path_factory: pytest.TempPathFactory, capsnap_debs: list[Path],
             deb_cache: Path) -> Iterator[Path]:
     """The real packages installed (wireshark-common told "no"), then capsnap."""
     if not overlay_supported():
@@ -81,7 +81,7 @@ def machine(tmp_path_factory: pytest.TempPathFactory, capsnap_deb: Path,
         for deb in archives.glob("*.deb"):
             if not (deb_cache / deb.name).exists():
                 shutil.copy(deb, deb_cache)
-        run(root, "dpkg", "-i", put(root, capsnap_deb))
+        run(root, "dpkg", "-i", *(put(root, deb) for deb in capsnap_debs))
         yield root
 
 

@@ -51,7 +51,7 @@ def archive_debs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def machine(tmp_path_factory: pytest.TempPathFactory, archive_debs: dict[str, Path],
-            capsnap_deb: Path) -> Iterator[Path]:
+            capsnap_debs: list[Path]) -> Iterator[Path]:
     """An overlay where the real packages were installed before capsnap."""
     with overlay_system(tmp_path_factory.mktemp("real") / "ov") as root:
         for deb in archive_debs.values():
@@ -63,7 +63,7 @@ def machine(tmp_path_factory: pytest.TempPathFactory, archive_debs: dict[str, Pa
                  ("iputils-ping", "iputils-clockdiff", "fping", "mtr-tiny")]
         done = inside(root, "dpkg", "-i", *first)
         assert done.returncode == 0, done.stdout + done.stderr
-        done = inside(root, "dpkg", "-i", put(root, capsnap_deb))
+        done = inside(root, "dpkg", "-i", *(put(root, deb) for deb in capsnap_debs))
         assert done.returncode == 0, done.stdout + done.stderr
         yield root
 
