@@ -478,9 +478,13 @@ def cmd_declare(args: argparse.Namespace) -> int:
     import contextlib
 
     from capsnap import filecaps, fileops
+    from capsnap.captext import CapSet
     from capsnap.declarations import canonical_in, local, owner_of
 
-    caps = _parse_for_file(args.caps)
+    # "none" (or "="): a mask, as dpkg-statoverride overrules a package; taking
+    # capabilities away is safe on any file, so no policy refuses it.
+    masking = args.caps.strip() in ("none", "=")
+    caps = CapSet() if masking else _parse_for_file(args.caps)
     path = _spelling(args, args.path)
     local.checked(path, args.caps, _known_bits())  # what no file check can fix
     refused = None
@@ -488,10 +492,11 @@ def cmd_declare(args: argparse.Namespace) -> int:
         target = None
         try:
             target = stack.enter_context(fileops.open_target(path, args.root))
-            fileops.check_safe(target, args.root)
+            if not masking:
+                fileops.check_safe(target, args.root)
         except CapsnapError as exc:
             # The policy and the messages of set: refused unless forced.
-            if not args.force:
+            if not args.force and not masking:
                 raise
             refused = str(exc).removesuffix("; use --force to override").removeprefix(
                 f"{path}: ")
@@ -514,11 +519,15 @@ def cmd_declare(args: argparse.Namespace) -> int:
             if target is None:
                 raise CapsnapError(f"{path}: {refused}")
             # The very inode checked above.
-            result = filecaps.set_on_target(target, caps, 0, args.root, force=True)
+            if masking:
+                fileops.require_regular(target)
+                changed = fileops.remove_raw(target)
+            else:
+                changed = filecaps.set_on_target(target, caps, 0, args.root, force=True).changed
         except CapsnapError as exc:
             _err(f"{said}; not applied: {str(exc).removeprefix(path + ': ')}")
             return EXIT_FAILED
-    _err(f"{said}; {'applied' if result.changed else 'already in place'} and verified")
+    _err(f"{said}; {'applied' if changed else 'already in place'} and verified")
     return EXIT_OK
 
 
