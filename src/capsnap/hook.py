@@ -52,6 +52,7 @@ class Context(NamedTuple):
     # What this run reapplied, once it has: a closing hook whose record
     # fails afterwards reports it, never reapplies twice or not at all.
     reapplied: list[list[reapply.Finding]]
+    store_failed: list[bool]  # [True] once the store could not be used
 
 
 def _store(ctx: Context) -> Store:
@@ -451,7 +452,7 @@ def _open_transaction(ctx: Context, manager: str) -> int | None:
     except Exception as exc:  # the store's trouble must not stop the reapply
         ctx.report(_not_recorded(ctx, exc))
         ctx.problems[0] += 1
-        _clear_markers(ctx)
+        ctx.store_failed[:] = [True]
     return None
 
 
@@ -489,6 +490,8 @@ def apt_pre_install_pkgs(ctx: Context) -> int:
                            "on stdin (DPkg::Tools::Options::...::Version \"3\")")
     packages = parse_apt_packages(lines)
     tid = _open_transaction(ctx, "apt")
+    if ctx.store_failed:
+        return 0  # said once; apt's transaction goes on without a record
     with _store(ctx) as store:
         if tid is None:
             tid = store.begin_transaction("apt", [])
@@ -852,7 +855,7 @@ def _run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
         messages.append(message)
 
     ctx = Context(paths, db or paths.snapshot_db, known_bits, stdin, report, [0],
-                  settings.roots, settings.wait, (settings.keep, settings.keep_days), [])
+                  settings.roots, settings.wait, (settings.keep, settings.keep_days), [], [])
     failures = 0
     owner = _marker_owner(ctx)
     seen = _reported(ctx, owner)
@@ -861,9 +864,12 @@ def _run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
             raise InvalidInput(f"unknown hook {name!r} (known: {', '.join(HOOKS)})")
         failures = HOOKS[name](ctx) + ctx.problems[0]
     except Exception as exc:  # a hook must not take the package manager down
+        import sqlite3
+
         from capsnap.store import StoreError
 
-        report(_not_recorded(ctx, exc) if isinstance(exc, StoreError) else _explain(ctx, exc))
+        report(_not_recorded(ctx, exc) if isinstance(exc, StoreError | sqlite3.Error)
+               else _explain(ctx, exc))
         failures += 1
         if name in _CLOSING and not ctx.reapplied:
             # Reapply first, record second: whatever failed, put back what
