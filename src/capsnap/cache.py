@@ -46,8 +46,15 @@ def _path(paths: SystemPaths, name: str) -> str:
 
 def load(paths: SystemPaths, name: str) -> dict[str, object]:
     """The cache `name` as last saved; empty when absent, foreign or damaged."""
+    data = read_marshal(paths, _path(paths, name))
+    return data if data.get("format") == _FORMAT else {}
+
+
+def read_marshal(paths: SystemPaths, host_path: str) -> dict[str, object]:
+    """A dictionary capsnap saved with marshal; empty when the file is
+    absent, damaged, or not written by root (or us) alone."""
     try:
-        fd = confine.open_file(paths, _path(paths, name))
+        fd = confine.open_file(paths, host_path)
     except (OSError, CapsnapError):
         return {}
     try:
@@ -58,9 +65,7 @@ def load(paths: SystemPaths, name: str) -> dict[str, object]:
             data = marshal.load(f)
     except (OSError, EOFError, ValueError, TypeError):
         return {}
-    if not isinstance(data, dict) or data.get("format") != _FORMAT:
-        return {}
-    return data
+    return data if isinstance(data, dict) else {}
 
 
 def save(paths: SystemPaths, name: str, data: dict[str, object]) -> None:

@@ -166,21 +166,8 @@ def _state_file(paths: SystemPaths) -> str:
 
 
 def _load_state(paths: SystemPaths) -> dict[str, dict[str, list[object]]]:
-    import marshal
-
-    try:
-        fd = confine.open_file(paths, _state_file(paths))
-    except (OSError, CapsnapError):
-        return {}
-    try:
-        with os.fdopen(fd, "rb") as f:
-            st = os.fstat(f.fileno())
-            if not confine.trusted_owner(st.st_uid) or st.st_mode & 0o022:
-                return {}
-            data = marshal.load(f)
-    except (OSError, EOFError, ValueError, TypeError):
-        return {}
-    if not isinstance(data, dict) or data.get("format") != _FORMAT:
+    data = cache.read_marshal(paths, _state_file(paths))
+    if data.get("format") != _FORMAT:
         return {}
     confirmed = data.get("confirmed")
     return confirmed if isinstance(confirmed, dict) else {}
