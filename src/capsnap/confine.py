@@ -380,24 +380,31 @@ def append(paths: SystemPaths, host_path: str, data: bytes, mode: int = 0o640) -
             os.close(fd)
 
 
+@contextmanager
+def _walked(paths: SystemPaths, host_path: str, follow_last: bool) -> Iterator[Walked]:
+    """The walk to a path of capsnap's under its root, its descriptors
+    closed when done."""
+    root, inside = split_host_path(paths, host_path)
+    opened: list[int] = []
+    try:
+        yield walk(inside, root.fd, root.path, opened, follow_last=follow_last)
+    finally:
+        for fd in opened:
+            os.close(fd)
+
+
 def open_file(paths: SystemPaths, host_path: str, flags: int = os.O_RDONLY) -> int:
     """A descriptor of a file under the root, symlinks resolved inside it.
 
     Only plain files: a FIFO or a device in an untrusted tree must not make
     capsnap hang or read a disk.  OSError as open(2) would raise it.
     """
-    root, inside = split_host_path(paths, host_path)
-    opened: list[int] = []
-    try:
-        walked = walk(inside, root.fd, root.path, opened, follow_last=True)
+    with _walked(paths, host_path, follow_last=True) as walked:
         if stat.S_ISDIR(walked.st.st_mode):
             raise OSError(errno.EISDIR, os.strerror(errno.EISDIR))
         if not stat.S_ISREG(walked.st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file")
         return os.open(f"/proc/self/fd/{walked.fd}", flags | os.O_CLOEXEC | os.O_NOCTTY)
-    finally:
-        for fd in opened:
-            os.close(fd)
 
 
 def read_bytes(paths: SystemPaths, host_path: str) -> bytes:
@@ -408,24 +415,14 @@ def read_bytes(paths: SystemPaths, host_path: str) -> bytes:
 
 def lstat(paths: SystemPaths, host_path: str) -> os.stat_result:
     """The file itself (a symlink as a symlink), its directories resolved inside."""
-    root, inside = split_host_path(paths, host_path)
-    opened: list[int] = []
-    try:
-        return walk(inside, root.fd, root.path, opened).st
-    finally:
-        for fd in opened:
-            os.close(fd)
+    with _walked(paths, host_path, follow_last=False) as walked:
+        return walked.st
 
 
 def stat_path(paths: SystemPaths, host_path: str) -> os.stat_result:
     """What the path names, symlinks resolved inside the root."""
-    root, inside = split_host_path(paths, host_path)
-    opened: list[int] = []
-    try:
-        return walk(inside, root.fd, root.path, opened, follow_last=True).st
-    finally:
-        for fd in opened:
-            os.close(fd)
+    with _walked(paths, host_path, follow_last=True) as walked:
+        return walked.st
 
 
 def read_in(dir_fd: int, name: str) -> bytes:
