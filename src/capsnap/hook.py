@@ -74,31 +74,38 @@ def _changed(before: dict[str, str], after: dict[str, str]) \
             and ":" not in n]
 
 
-def _ancestors() -> list[tuple[int, str, str]]:
-    """(pid, command name, start time) of each process above this one."""
-    out: list[tuple[int, str, str]] = []
-    pid = os.getppid()
-    while pid > 1 and len(out) < 32:
-        try:
-            with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
-                stat = f.read()
-        except OSError:
-            break
-        fields = stat[stat.rfind(")") + 2:].split()
-        out.append((pid, stat[stat.find("(") + 1:stat.rfind(")")], fields[19]))
-        pid = int(fields[1])
-    return out
-
-
-def _process_start(pid: int) -> str | None:
-    """A process's start time (clock ticks since boot): with the pid, who it is."""
+def _proc_stat(pid: int) -> tuple[str, list[str]] | None:
+    """A process's command name and the fields of /proc/PID/stat after it
+    (state first: the start time is [19]); None when it is gone."""
     try:
         with open(f"/proc/{pid}/stat", encoding="utf-8", errors="replace") as f:
             stat = f.read()
     except OSError:
         return None
     fields = stat[stat.rfind(")") + 2:].split()
-    return fields[19] if len(fields) > 19 else None
+    if len(fields) <= 19:
+        return None
+    return stat[stat.find("(") + 1:stat.rfind(")")], fields
+
+
+def _ancestors() -> list[tuple[int, str, str]]:
+    """(pid, command name, start time) of each process above this one."""
+    out: list[tuple[int, str, str]] = []
+    pid = os.getppid()
+    while pid > 1 and len(out) < 32:
+        found = _proc_stat(pid)
+        if found is None:
+            break
+        name, fields = found
+        out.append((pid, name, fields[19]))
+        pid = int(fields[1])
+    return out
+
+
+def _process_start(pid: int) -> str | None:
+    """A process's start time (clock ticks since boot): with the pid, who it is."""
+    found = _proc_stat(pid)
+    return found[1][19] if found is not None else None
 
 
 def _boot_id() -> str:
