@@ -660,8 +660,13 @@ def take_snapshot(args: argparse.Namespace, store: Any, scope: Any) -> int:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
+    from capsnap import snapshot
+
+    scope = _scope(args)
+    # A mistyped package name changes nothing: not even an empty database.
+    snapshot.require_installed(args.paths_, scope)
     with _store(args) as store:
-        snapshot_id = take_snapshot(args, store, _scope(args))
+        snapshot_id = take_snapshot(args, store, scope)
         snap = store.find(str(snapshot_id))
     _out(f"snapshot {snap.id}: {snap.entries} files with capabilities "
          f"({_scope_shown(snap.scope, room=60)})")

@@ -133,6 +133,13 @@ def _package_files(paths: SystemPaths, package: str) -> tuple[list[str], tuple[s
                        "nor rpm knows it)")
 
 
+def require_installed(paths: SystemPaths, scope: Scope) -> None:
+    """Refuse a package scope naming a package neither database knows,
+    before anything is created for it."""
+    for package in scope.items if scope.kind == "package" else ():
+        _package_files(paths, package)
+
+
 def attribute(paths: SystemPaths, rows: list[Row],
               known: dict[bytes, tuple[str, str]] | None = None) -> list[Row]:
     """Fill in the owning package and version where a package ships the path.

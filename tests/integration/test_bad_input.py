@@ -194,3 +194,14 @@ def test_refusal_stays_one_line_even_with_root_equivalent_caps(world_dir: Path) 
     result = run_cli("set", "cap_sys_admin,cap_setuid=ep", tool.as_posix())
     assert result.status == 3
     assert len(result.err.strip().splitlines()) == 1
+
+
+def test_snapshot_of_an_unknown_package_creates_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    root.mkdir()
+    before = tree_state(tmp_path)
+    r = run_cli("--root", str(root), "snapshot", "--package", "no-such-package")
+    assert r.status == 2
+    assert r.err.strip() == (f"capsnap: package 'no-such-package' is not installed in {root} "
+                             "(neither dpkg nor rpm knows it)")
+    assert tree_state(tmp_path) == before
