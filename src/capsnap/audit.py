@@ -12,6 +12,7 @@ shipped by any package, namespaced (revision 3, a user namespace's).
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable, Iterator
 
@@ -79,23 +80,41 @@ def _capset(row: Row) -> tuple[captext.CapSet | None, int | None]:
     return caps.capset(), caps.rootid if caps.revision == 3 else None
 
 
-def _target_risks(path: str, paths: SystemPaths) -> tuple[list[str], list[str]]:
-    """Risk codes and reasons that depend on the file as it is now."""
+def _target_risks(path: str, paths: SystemPaths,
+                  recorded: Row | None) -> tuple[list[str], list[str]]:
+    """Risk codes and reasons that depend on the file as it is now.
+
+    A `recorded` row (audit --from) may name a file since replaced: the
+    file now at its path is judged, and said not to be the one recorded.
+    """
+    from capsnap import snapshot
+
     try:
         with fileops.open_target(path, paths.root) as target:
             reasons = fileops.unsafe_reasons(target, paths.root)
             by_name = fileops.interpreter_by_name(target.name)
             sniffed = fileops.sniff_interpreter(target)
+            st = target.st
+            now = None if recorded is None else recorded._replace(
+                present=True, inode=st.st_ino, size=st.st_size, mtime_ns=st.st_mtime_ns,
+                btime_ns=fileops.birth_time_ns(fd=target.fd))
     except (OSError, CapsnapError) as exc:
+        if getattr(exc, "errno", None) == errno.ENOENT:
+            return [], ["the file is gone now: its target risks cannot be judged"]
         return [], [f"cannot examine the file now: {exc}"]
     codes = [UNSAFE_TARGET] if reasons else []
     if by_name or sniffed:
         codes.append(INTERPRETER)
+    if recorded is not None and now is not None and recorded.inode is not None and \
+            not snapshot.same_file(recorded, now):
+        reasons = ["not the file the snapshot recorded (replaced since): "
+                   "its target risks are those of the file at this path now", *reasons]
     return codes, reasons
 
 
 def audit(rows: Iterable[Row], catalogue: declarations.Catalogue, paths: SystemPaths,
-          known_bits: int) -> list[Finding]:
+          known_bits: int, recorded: bool = False) -> list[Finding]:
+    """`recorded`: the rows come from a snapshot, not a walk just made."""
     canonical = declarations.canonical_in(paths)
     winners = {item.path: item.winner for item in catalogue.resolve(canonical)
                if item.winner is not None}
@@ -122,7 +141,7 @@ def audit(rows: Iterable[Row], catalogue: declarations.Catalogue, paths: SystemP
             risks.append(NAMESPACED)
             details.append(f"namespaced: works only in the user namespace whose root is "
                            f"uid {rootid}")
-        codes, reasons = _target_risks(path, paths)
+        codes, reasons = _target_risks(path, paths, row if recorded else None)
         risks += codes
         details += reasons
         if not row.package:

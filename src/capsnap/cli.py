@@ -572,7 +572,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         rows = list(audit.live(args.paths_, known, settings.roots, unreadable))
         for path, reason in unreadable[:20]:
             warn(f"{path}: cannot read: {reason}")
-    findings = audit.audit(rows, catalogue, args.paths_, known)
+    findings = audit.audit(rows, catalogue, args.paths_, known, recorded=bool(args.from_))
     bad = any(f.bad for f in findings)
     if args.json:
         _print_json({"findings": [f.as_json() for f in findings], "ok": not bad})

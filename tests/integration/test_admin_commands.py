@@ -174,3 +174,31 @@ def test_forget_of_nothing_recorded_and_diff_usage(root: Path, with_foo: Path) -
 
     three = run_cli("--root", r, "diff", "1", "1", "1")
     assert three.status == 2 and "at most two" in three.err
+
+
+def test_audit_from_a_snapshot_says_when_the_file_was_replaced_since(root: Path) -> None:
+    """The snapshot saw a harmless helper with cap_net_raw; the file at that
+    path now is a copy of python: audit --from judges the file there now and
+    says it is not the one recorded, so the risk is not hidden or misplaced."""
+    r = str(root)
+    tool = root / "usr/bin/tool"
+    assert run_cli("--root", r, "set", "cap_net_raw=ep", "/usr/bin/tool").status == 0
+    assert run_cli("--root", r, "snapshot", "--label", "before").status == 0
+    unchanged = json.loads(run_cli("--root", r, "audit", "--json", "--from", "before").out)
+    [found] = [f for f in unchanged["findings"] if f["path"] == "/usr/bin/tool"]
+    assert not any("replaced since" in d for d in found["details"]), found
+    assert "interpreter" not in found["risks"]
+
+    tool.unlink()
+    shutil.copyfile(os.path.realpath("/usr/bin/python3"), tool)
+    tool.chmod(0o755)
+    report = run_cli("--root", r, "audit", "--json", "--from", "before")
+    assert report.status == 1
+    [found] = [f for f in json.loads(report.out)["findings"] if f["path"] == "/usr/bin/tool"]
+    assert "interpreter" in found["risks"], found
+    assert any("not the file the snapshot recorded" in d for d in found["details"]), found
+
+    tool.unlink()
+    gone = json.loads(run_cli("--root", r, "audit", "--json", "--from", "before").out)
+    [found] = [f for f in gone["findings"] if f["path"] == "/usr/bin/tool"]
+    assert any("gone now" in d for d in found["details"]), found
