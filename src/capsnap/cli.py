@@ -475,59 +475,25 @@ def _spelling(args: argparse.Namespace, path: str) -> str:
 
 
 def cmd_declare(args: argparse.Namespace) -> int:
-    import contextlib
+    from capsnap import desired
 
-    from capsnap import filecaps, fileops
-    from capsnap.captext import CapSet
-    from capsnap.declarations import canonical_in, local, owner_of
-
-    # "none" (or "="): a mask, as dpkg-statoverride overrules a package; taking
-    # capabilities away is safe on any file, so no policy refuses it.
-    masking = args.caps.strip() in ("none", "=")
-    caps = CapSet() if masking else _parse_for_file(args.caps)
     path = _spelling(args, args.path)
-    local.checked(path, args.caps, _known_bits())  # what no file check can fix
-    refused = None
-    with contextlib.ExitStack() as stack:
-        target = None
-        try:
-            target = stack.enter_context(fileops.open_target(path, args.root))
-            if not masking:
-                fileops.check_safe(target, args.root)
-        except CapsnapError as exc:
-            # The policy and the messages of set: refused unless forced.
-            if not args.force and not masking:
-                raise
-            refused = str(exc).removesuffix("; use --force to override").removeprefix(
-                f"{path}: ")
-        owner = owner_of(args.paths_, path)
-        file, replaced = local.declare(args.paths_, path, args.caps, args.reason,
-                                       owner[0] if owner else None, _known_bits(),
-                                       forced=refused is not None,
-                                       canonical=canonical_in(args.paths_))
-        shown = file.removeprefix(args.root.rstrip("/")) if args.root != "/" else file
-        said = (f"{'replaced' if replaced else 'added'} the local declaration of {path} "
-                f"in {shown}" + (f" (file of package {owner[0]} {owner[1]})" if owner else "")
-                + (f", forced past: {refused}" if refused is not None else ""))
-        # After the fact, as set does, so that a refusal stays one line.
-        for message in fileops.root_equivalent_warnings(caps):
-            warn(message)
-        if args.no_apply:
-            _err(f"{said}; not applied (--no-apply): 'capsnap reapply' applies it")
-            return EXIT_OK
-        try:
-            if target is None:
-                raise CapsnapError(f"{path}: {refused}")
-            # The very inode checked above.
-            if masking:
-                fileops.require_regular(target)
-                changed = fileops.remove_raw(target)
-            else:
-                changed = filecaps.set_on_target(target, caps, 0, args.root, force=True).changed
-        except CapsnapError as exc:
-            _err(f"{said}; not applied: {str(exc).removeprefix(path + ': ')}")
-            return EXIT_FAILED
-    _err(f"{said}; {'applied' if changed else 'already in place'} and verified")
+    done = desired.declare_locally(args.paths_, path, args.caps, args.reason, _known_bits(),
+                                   force=args.force, apply=not args.no_apply)
+    shown = done.file.removeprefix(args.root.rstrip("/")) if args.root != "/" else done.file
+    owner = f" (file of package {done.owner[0]} {done.owner[1]})" if done.owner else ""
+    forced = f", forced past: {done.forced_past}" if done.forced_past is not None else ""
+    said = (f"{'replaced' if done.replaced else 'added'} the local declaration of {path} "
+            f"in {shown}{owner}{forced}")
+    for message in done.warnings:
+        warn(message)
+    if args.no_apply:
+        _err(f"{said}; not applied (--no-apply): 'capsnap reapply' applies it")
+        return EXIT_OK
+    if done.failure is not None:
+        _err(f"{said}; not applied: {done.failure}")
+        return EXIT_FAILED
+    _err(f"{said}; {'applied' if done.applied else 'already in place'} and verified")
     return EXIT_OK
 
 

@@ -202,3 +202,40 @@ def test_audit_from_a_snapshot_says_when_the_file_was_replaced_since(root: Path)
     gone = json.loads(run_cli("--root", r, "audit", "--json", "--from", "before").out)
     [found] = [f for f in gone["findings"] if f["path"] == "/usr/bin/tool"]
     assert any("gone now" in d for d in found["details"]), found
+
+
+def test_configuration_management_declares_what_the_cli_declares(root: Path,
+                                                                  tmp_path: Path) -> None:
+    """The Ansible module's declare (capsnap.desired) and `capsnap declare`
+    write the same declarations: one spelling on merged /usr, forced past the
+    policy recorded as forced, "none" masks; and a second run changes nothing."""
+    from capsnap import desired
+    from capsnap.paths import SystemPaths
+
+    twin = tmp_path / "twin"
+    shutil.copytree(root, twin, symlinks=True)
+    r, t = str(root), str(twin)
+    paths = SystemPaths(root=t)
+    steps = [("/bin/tool", "cap_net_raw=+ep", False), ("/srv/open/tool", "cap_kill=ep", True),
+             ("/usr/bin/tool", "none", False)]
+    for path, caps, force in steps:
+        cli = run_cli("--root", r, "declare", *(["--force"] if force else []), path, caps)
+        assert cli.status == 0, cli.err
+        made = desired.declare(paths, path, caps, force=force)
+        assert made["changed"] and made["path"] == ("/usr" + path if path.startswith("/bin/") else path)
+        again = desired.declare(paths, path, caps, force=force)
+        assert not again["changed"], again
+    assert (twin / LOCAL).read_text() == local_file(root)
+    assert "/usr/bin/tool none" in local_file(root) and "/bin/tool" not in \
+        local_file(root).replace("/usr/bin/tool", "")
+    assert "forced=yes" in local_file(root)
+    for top in (root, twin):
+        assert getxattr_or_none(top / "usr/bin/tool") is None
+        assert getxattr_or_none(top / "srv/open/tool") is not None
+    # Refused without force, as set refuses, and nothing written.
+    before = (twin / LOCAL).read_text()
+    with pytest.raises(Exception, match="python3.11") as refused:
+        desired.declare(paths, "/usr/bin/python3.11", "cap_net_raw=ep")
+    assert str(refused.value) == run_cli("--root", r, "declare", "/usr/bin/python3.11",
+                                         "cap_net_raw=ep").err.removeprefix("capsnap: ").strip()
+    assert (twin / LOCAL).read_text() == before

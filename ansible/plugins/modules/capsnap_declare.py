@@ -35,13 +35,16 @@ options:
   path:
     description:
       - Absolute path of the file, as seen inside O(root).
-      - A symlink is refused; declare the file it points to.
+      - A symlink is refused; declare the file it points to. Symlinked directories are followed
+        inside O(root), so on merged /usr V(/bin/ping) and V(/usr/bin/ping) are one declaration.
     type: path
     required: true
   capabilities:
     description:
       - Capability text as C(setcap) takes it (see the cap_text_formats(7) manual page), for example
         V(cap_net_bind_service=+ep).
+      - V(none) (or V(=)) masks every package's declaration for the file and keeps it free of
+        capabilities, as C(dpkg-statoverride) overrules a package.
       - Required when O(state=present).
     type: str
   state:
@@ -65,7 +68,8 @@ options:
   force:
     description:
       - Set the capabilities even where capsnap's safety policy refuses (interpreters, files
-        others can write, ...).
+        others can write, ...); the declaration is recorded as forced (C(forced=yes)), as
+        C(capsnap declare --force) does.
     type: bool
     default: false
 requirements:
@@ -74,8 +78,12 @@ requirements:
     The module also finds it in those packages' install locations when the interpreter Ansible
     uses does not import it by itself
 notes:
+  - The same declaration C(capsnap declare) makes, with the same safety policy and messages.
   - Bad input (an unknown capability name, a relative path, an unsafe target) fails the task
     with capsnap's one-line message and changes nothing.
+  - Where the kernel refuses the write (a filesystem without extended attributes), the task
+    fails with the declaration kept, as C(capsnap declare) does; C(capsnap reapply) applies it
+    later.
 seealso:
   - module: community.general.capabilities
     description: Sets or removes capabilities with C(setcap); nothing puts them back after a
@@ -161,6 +169,8 @@ def main():
     except CapsnapError as exc:
         module.fail_json(msg=str(exc))
     diff = result.pop("diff")
+    for message in result.pop("warnings"):
+        module.warn(message)
     if module._diff:
         result["diff"] = diff
     module.exit_json(**result)
