@@ -222,7 +222,8 @@ def test_configuration_management_declares_what_the_cli_declares(root: Path,
         cli = run_cli("--root", r, "declare", *(["--force"] if force else []), path, caps)
         assert cli.status == 0, cli.err
         made = desired.declare(paths, path, caps, force=force)
-        assert made["changed"] and made["path"] == ("/usr" + path if path.startswith("/bin/") else path)
+        one_name = "/usr" + path if path.startswith("/bin/") else path
+        assert made["changed"] and made["path"] == one_name
         again = desired.declare(paths, path, caps, force=force)
         assert not again["changed"], again
     assert (twin / LOCAL).read_text() == local_file(root)
