@@ -219,3 +219,52 @@ def test_refused_paths_are_shown_escaped() -> None:
     assert _shown("/usr/bin/a b\x1b[31m\x7f\x85#") == \
         "/usr/bin/a\\040b\\033[31m\\177\\302\\205\\043"
     assert _shown(os.fsdecode(b"/usr/bin/\x9b1m\xc3\xa9")) == "/usr/bin/\\2331m\u00e9"
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ("fallback=setuid:4775", "no group or other write bit"),  # setuid and group-writable
+    ("fallback=setuid:4757", "no group or other write bit"),  # setuid and world-writable
+    ("fallback=setuid:47", "fallback must be 'none' or 'setuid[:MODE]'"),  # too short
+    ("fallback=setuid:4758", "fallback must be 'none' or 'setuid[:MODE]'"),  # not octal
+])
+def test_a_setuid_fallback_mode_is_written_in_full_and_writable_by_root_only(
+        option: str, message: str) -> None:
+    """reapply chmods the file to this mode: a setuid file anyone else may
+    write is a root shell for them."""
+    with pytest.raises(InvalidInput) as info:
+        parse_entry(f"/usr/bin/x cap_net_raw=ep {option}")
+    assert message in str(info.value)
+    entry = parse_entry("/usr/bin/x cap_net_raw=ep fallback=setuid:4711")
+    assert entry is not None and entry.fallback == Fallback("setuid", 0o4711)
+
+
+def test_a_hash_inside_a_word_is_no_comment() -> None:
+    entry = parse_entry("/usr/lib/a#b/helper cap_kill=ep owner=c#d # why#not")
+    assert entry is not None
+    assert (entry.path, entry.owner, entry.comment) == ("/usr/lib/a#b/helper", "c#d", "why#not")
+
+
+def test_an_option_given_twice_is_refused() -> None:
+    """Which of the two would win is anyone's guess: the line is refused."""
+    for line in ("/usr/bin/x cap_kill=ep owner=a owner=b",
+                 "/usr/bin/x cap_kill=ep fallback=none fallback=setuid"):
+        with pytest.raises(InvalidInput) as info:
+            parse_entry(line)
+        assert "given twice" in str(info.value)
+
+
+def test_a_leading_double_slash_is_the_same_file() -> None:
+    # POSIX lets normpath keep a leading "//"; on Linux it is "/".
+    for spelling in ("//usr/bin/x", "///usr/bin/x", "//usr//bin/x/"):
+        entry = parse_entry(f"{spelling} cap_kill=ep")
+        assert entry is not None and entry.path == "/usr/bin/x"
+
+
+def test_a_backslash_not_followed_by_three_octal_digits_is_itself() -> None:
+    """As fstab reads them; and a line with one stays readable, never
+    breaking the lines after it."""
+    entries, bad = parse_lines(["/usr/bin/a\\089 cap_kill=ep", "/usr/bin/b\\12 cap_kill=ep",
+                                "/usr/bin/c\\1 cap_kill=ep", "/usr/bin/d cap_kill=ep"])
+    assert bad == []
+    assert [e.path for e in entries] == ["/usr/bin/a\\089", "/usr/bin/b\\12", "/usr/bin/c\\1",
+                                         "/usr/bin/d"]

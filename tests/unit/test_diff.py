@@ -100,3 +100,24 @@ def test_identity_survives_inode_reuse() -> None:
     a = Row(b"/a/x", RAW, None, None, None, None, True, 7, 10, 5, None)
     b = Row(b"/a/x", None, None, None, None, None, True, 7, 11, 6, None)
     assert [c.kind for c in diff.compare([a], [b], None)] == ["replaced"]
+
+
+def test_a_path_the_later_full_snapshot_has_no_row_for_lost_its_capabilities() -> None:
+    """A full snapshot records every file with capabilities under its roots:
+    without a row there, the file had none (or was gone) when it was taken."""
+    full = diff.covers("full", ["/usr"])
+    before = [row("/opt/x", RAW, 1), row("/usr/bin/ping", RAW, 2)]
+    changes = list(diff.compare(before, [], T0, covered_after=full))
+    assert [(c.kind, c.path.decode()) for c in changes] == [
+        ("not recorded", "/opt/x"), ("lost", "/usr/bin/ping")]
+    assert changes[1].before == before[1] and changes[1].after is None
+
+
+def test_a_file_born_when_the_earlier_snapshot_was_taken_is_not_new() -> None:
+    """`since` is when the earlier snapshot was taken: only a file born
+    after it cannot have been in it."""
+    after = [row("/a/at", RAW, 5, btime=T0), row("/a/later", RAW, 6, btime=T0 + 1)]
+    full = diff.covers("full", ["/a"])
+    assert [(c.kind, c.path.decode()) for c in diff.compare([], after, T0, covered_before=full)] \
+        == [("gained", "/a/at"), ("new", "/a/later")]
+    assert kinds([], after) == [("not recorded", "/a/at"), ("new", "/a/later")]

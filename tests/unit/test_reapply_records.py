@@ -13,9 +13,10 @@ from capsnap.declarations import Declaration
 from capsnap.paths import SystemPaths
 
 # Every kind of character: controls, quotes, DEL, Latin-1, surrogates (bytes
-# that are not UTF-8), the rest of the BMP and beyond it.
+# that are not UTF-8), the rest of the BMP and beyond it, and the edges where
+# one \u escape gives way to a surrogate pair.
 SAMPLES = [chr(c) for c in (*range(0, 0x100), *range(0x100, 0x110000, 251),
-                            *range(0xDC80, 0xDD00))]
+                            *range(0xDC80, 0xDD00), 0xFFFE, 0xFFFF, 0x10000, 0x10FFFF)]
 
 
 @pytest.mark.parametrize("ascii_only", [False, True])
