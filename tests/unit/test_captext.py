@@ -61,6 +61,10 @@ def test_all_means_what_the_running_kernel_knows() -> None:
     ("cap_chown=e+", "flags must follow '+'"),
     ("=e+p", "needs a list of capabilities"),
     ("cap_chown+=p", "unknown flag '='"),
+    # "all" is a word of its own, not the start of a longer one.
+    ("allx=p", "unknown capability name 'allx'"),
+    ("all2=p", "unknown capability name 'all2'"),
+    ("ALL_x=p", "unknown capability name 'ALL_x'"),
 ])
 def test_parse_rejects_what_libcap_rejects(text: str, reason: str) -> None:
     with pytest.raises(CapTextError) as info:
@@ -125,3 +129,24 @@ def test_names_in_any_case_and_order(names: list[str], flags: str) -> None:
 def test_all_in_a_list_resets_what_came_before_it_as_libcap_does() -> None:
     assert parse("47,all=p", KERNEL_BITS).permitted == ALL41
     assert parse("all,47=p", KERNEL_BITS).permitted == ALL41 | 1 << 47
+
+
+def test_every_c_locale_space_separates_clauses() -> None:
+    # cap_from_text skips what isspace(3) calls space: \v, \f and \r too
+    # (setcap takes "cap_kill=p\vcap_chown=p" as two clauses).
+    spaced = parse("cap_kill=p cap_chown=ep cap_setuid=i cap_net_raw=p", KERNEL_BITS)
+    for sep in ("\t", "\n", "\v", "\f", "\r", " \r\n "):
+        text = sep.join(["cap_kill=p", "cap_chown=ep", "cap_setuid=i", "cap_net_raw=p"])
+        assert parse(sep + text + sep, KERNEL_BITS) == spaced, repr(sep)
+
+
+def test_a_tie_for_the_commonest_flags_is_broken_as_getcap_does() -> None:
+    # 20 capabilities with "ep", 20 with none, one with "eip": libcap takes
+    # the empty combination as the base, and getcap prints (libcap 2.66,
+    # 41 capabilities) what is asserted here.
+    first20 = ",".join(CAP_NAMES[:20])
+    caps = parse_file_caps(f"{first20}=ep cap_checkpoint_restore=eip", KERNEL_BITS)
+    assert format_text(caps, KERNEL_BITS) == f"cap_checkpoint_restore=eip {first20}+ep"
+    # And with 40 known, 20 "ep" against 20 without any.
+    twenty = parse(f"{first20}=ep", 40)
+    assert format_text(twenty, 40) == f"{first20}=ep"

@@ -62,3 +62,41 @@ def test_round_trip(permitted: int, inheritable: int, effective: bool, rootid: i
     assert decoded.capset() == caps
     assert decoded.rootid == rootid
     assert decoded.revision == (3 if rootid else 2)
+
+
+def test_decode_accepts_exactly_the_sizes_of_each_revision() -> None:
+    # Whatever the length, a value is either one of the three layouts or an
+    # AttrFormatError that check and reapply report: never another exception.
+    valid = {1: 12, 2: 20, 3: 24}
+    for revision in (0, 1, 2, 3, 4, 0xFF):
+        magic = struct.pack("<I", revision << 24 | xattr.FLAG_EFFECTIVE)
+        for length in range(0, 29):
+            raw = (magic + bytes(length))[:length]
+            if valid.get(revision) == length:
+                assert xattr.decode(raw).revision == revision
+            else:
+                with pytest.raises(AttrFormatError):
+                    xattr.decode(raw)
+
+
+@pytest.mark.parametrize("rootid", [1, 65534, 0x7FFFFFFF, 0xFFFFFFFF])
+def test_every_32_bit_rootid_is_stored(rootid: int) -> None:
+    caps = CapSet(1 << 13, 1 << 13, 0)
+    decoded = xattr.decode(xattr.encode(caps, rootid))
+    assert (decoded.revision, decoded.rootid, decoded.capset()) == (3, rootid, caps)
+
+
+@pytest.mark.parametrize("rootid", [-1, -65534, 1 << 32])
+def test_a_rootid_that_is_not_a_32_bit_uid_is_refused(rootid: int) -> None:
+    with pytest.raises(InvalidInput, match="not a 32-bit uid"):
+        xattr.encode(CapSet(1 << 13, 1 << 13, 0), rootid)
+
+
+@pytest.mark.parametrize("caps", [
+    CapSet(permitted=1 << 64), CapSet(inheritable=1 << 64 | 1), CapSet(effective=1 << 64),
+    CapSet(effective=1 << 127 | 1, permitted=1 << 127 | 1)])
+def test_capabilities_above_63_are_refused_not_dropped(caps: CapSet) -> None:
+    # The file format has two 32-bit words per set: writing only what fits
+    # would store less than was asked for, silently.
+    with pytest.raises(InvalidInput, match="above 63"):
+        xattr.encode(caps)
