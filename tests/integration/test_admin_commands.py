@@ -29,9 +29,11 @@ def root(tmp_path: Path) -> Path:
     (top / "bin").symlink_to("usr/bin")
     shutil.copyfile("/bin/true", top / "usr/bin/tool")
     (top / "usr/bin/tool").chmod(0o755)
-    shutil.copyfile(os.path.realpath("/usr/bin/python3"), top / "usr/bin/python3.11")
-    (top / "usr/bin/python3.11").chmod(0o755)
-    (top / "usr/bin/python3").symlink_to("python3.11")
+    # A version no host has: were --root ever ignored, the forced declare and
+    # reapply below would otherwise give the host's own python3.11 a capability.
+    shutil.copyfile(os.path.realpath("/usr/bin/python3"), top / "usr/bin/python3.99")
+    (top / "usr/bin/python3.99").chmod(0o755)
+    (top / "usr/bin/python3").symlink_to("python3.99")
     (top / "srv/open").mkdir(parents=True)
     (top / "srv/open").chmod(0o777)
     shutil.copyfile("/bin/true", top / "srv/open/tool")
@@ -44,7 +46,7 @@ def local_file(root: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-@pytest.mark.parametrize("path", ["/usr/bin/python3.11", "/usr/bin/python3",
+@pytest.mark.parametrize("path", ["/usr/bin/python3.99", "/usr/bin/python3",
                                   "/usr/bin/nonexistent", "/srv/open/tool"])
 def test_declare_refuses_what_set_refuses_with_the_same_message(root: Path, path: str) -> None:
     r = str(root)
@@ -79,15 +81,15 @@ def test_declare_no_apply_only_records(root: Path) -> None:
 
 def test_declare_force_is_recorded_and_honoured_by_reapply(root: Path) -> None:
     r = str(root)
-    forced = run_cli("--root", r, "declare", "/usr/bin/python3.11", "cap_net_bind_service=ep",
+    forced = run_cli("--root", r, "declare", "/usr/bin/python3.99", "cap_net_bind_service=ep",
                      "--force")
     assert forced.status == 0, forced.err
     assert "forced past: refused: it is the Python interpreter" in forced.err
-    assert "/usr/bin/python3.11 cap_net_bind_service=ep forced=yes" in local_file(root)
-    assert getxattr_or_none(root / "usr/bin/python3.11") is not None
-    assert run_cli("--root", r, "remove", "/usr/bin/python3.11").status == 0
+    assert "/usr/bin/python3.99 cap_net_bind_service=ep forced=yes" in local_file(root)
+    assert getxattr_or_none(root / "usr/bin/python3.99") is not None
+    assert run_cli("--root", r, "remove", "/usr/bin/python3.99").status == 0
     assert run_cli("--root", r, "reapply").status == 0
-    assert getxattr_or_none(root / "usr/bin/python3.11") is not None
+    assert getxattr_or_none(root / "usr/bin/python3.99") is not None
     # Missing: recorded as forced, not applied, and said so (exit 3).
     missing = run_cli("--root", r, "declare", "/usr/bin/later", "cap_net_raw=ep", "--force")
     assert missing.status == 3 and "not applied: no such file" in missing.err
