@@ -338,8 +338,18 @@ def _touched(ctx: Context, before: Iterable[Row]) -> set[str]:
     return touched
 
 
-def finish(ctx: Context, tid: int, announced: Iterable[str] = ()) -> int:
-    """Reapply what the transaction touched, take the after snapshot, close it."""
+def _watch(ctx: Context, before: list[Row]) -> Watch | None:
+    """apt's run began when its first hook left the marker."""
+    try:
+        return Watch(confine.lstat(ctx.paths, _marker(ctx)).st_mtime_ns, before)
+    except (OSError, CapsnapError):
+        return None
+
+
+def finish(ctx: Context, tid: int, announced: Iterable[str] = (), watch: bool = False) -> int:
+    """Reapply what the transaction touched, take the after snapshot, close it;
+    with `watch` (apt's, whose runs dpkg configures in), learn what the
+    packages' configure set."""
     catalogue = _catalogue(ctx)
 
     def record(store: Store) -> list[reapply.Finding]:
@@ -347,33 +357,73 @@ def finish(ctx: Context, tid: int, announced: Iterable[str] = ()) -> int:
         store.add_transaction_packages(tid, changed)
         names = sorted({name for name, _, _ in changed} | set(announced))
         before = store.transaction_info(tid).before_id
-        touched = _touched(ctx, store.rows(before)) if before is not None else set()
-        return _reapply_and_take_after(ctx, store, tid, changed, names, touched, catalogue,
-                                       also=announced)
+        rows = list(store.rows(before)) if before is not None else []
+        return _reapply_and_take_after(ctx, store, tid, changed, names, _touched(ctx, rows),
+                                       catalogue, also=announced,
+                                       watch=_watch(ctx, rows) if watch else None)
 
     return _close(ctx, record, catalogue)
+
+
+class Watch(NamedTuple):
+    """What a closing hook needs to learn what packages' configure set
+    (declarations.observed): when the run began, and the tracked paths then."""
+
+    started_ns: int
+    before: list[Row]
 
 
 def _reapply_and_take_after(ctx: Context, store: Store, tid: int,
                             changed: list[tuple[str, str | None, str | None]],
                             names: list[str] | None, touched: set[str],
                             catalogue: declarations.Catalogue,
-                            also: Iterable[str] = ()) -> list[reapply.Finding]:
+                            also: Iterable[str] = (),
+                            watch: Watch | None = None) -> list[reapply.Finding]:
     """A closing hook's last steps: reapply what the transaction touched (the
     declarations of `names`, every one when None, and of the touched paths),
     then take the after snapshot of the packages it installed or upgraded,
     and of those it was told of (`also`) that are installed: apt-get -f
     install configures a package dpkg -i left unpacked, at the same
-    version, and its postinst may set capabilities then."""
-    findings = _reapply(ctx, names, touched, catalogue, store) \
-        if names is None or names or touched else []
+    version, and its postinst may set capabilities then.  With a `watch`,
+    what the packages it configured set on their files is learned: what
+    they took away before the reapply (which must not put it back), what
+    they gave after it (what capsnap wrote in the run then known)."""
     versions = _versions(ctx.paths) if also else {}
     installed = tuple(sorted({n for n, _, new in changed if new}
                              | {n for n in also if n in versions and ":" not in n}))
+    configured: dict[str, str] = {}
+    if watch is not None and installed:
+        from capsnap.declarations import observed
+
+        configured = observed.configured(ctx.paths, installed)
+        if configured and _observe(ctx, store, tid, watch, configured, catalogue, None):
+            catalogue = declarations.load(ctx.paths, ctx.known_bits)
+    findings = _reapply(ctx, names, touched, catalogue, store) \
+        if names is None or names or touched else []
     _forget_purged(ctx, [n for n, _, new in changed if new is None])
-    _snapshot(ctx, store, Scope("package", installed) if installed else TRACKED, tid, "after",
-              catalogue)
+    after = _snapshot(ctx, store, Scope("package", installed) if installed else TRACKED, tid,
+                      "after", catalogue)
+    if configured:
+        _observe(ctx, store, tid, watch, configured, catalogue, after)
     return findings
+
+
+def _observe(ctx: Context, store: Store, tid: int, watch: Watch | None,
+             configured: dict[str, str], catalogue: declarations.Catalogue,
+             after: int | None) -> bool:
+    """declarations.observed's step before the reapply (`after` None) or
+    after the after snapshot; its trouble is reported, the run goes on."""
+    from capsnap.declarations import observed
+
+    assert watch is not None
+    try:
+        return observed.observe(ctx.paths, ctx.known_bits, catalogue, configured,
+                                watch.started_ns, store.actions(tid), watch.before,
+                                None if after is None else store.rows(after))
+    except Exception as exc:
+        ctx.report(f"what packages set during their configure not learned: "
+                   f"{_explain(ctx, exc)}")
+        return False
 
 
 def _forget_purged(ctx: Context, gone: list[str]) -> None:
@@ -541,7 +591,7 @@ def apt_post_invoke(ctx: Context) -> int:
         ctx.problems[0] += 1
         _clear_markers(ctx)
         return _failures(_reapply(ctx, None, record=False), ctx)
-    return finish(ctx, tid, announced)
+    return finish(ctx, tid, announced, watch=True)
 
 
 def dpkg_post_invoke(ctx: Context) -> int:
@@ -711,7 +761,8 @@ def dpkg_finish(ctx: Context) -> int:
                            phase="before")
         names = None if everything else [name for name, _, _ in changed]
         return _reapply_and_take_after(ctx, store, tid, changed, names, _touched(ctx, rows),
-                                       catalogue)
+                                       catalogue,
+                                       watch=None if everything else Watch(started_ns, rows))
 
     return _close(ctx, record, catalogue)
 

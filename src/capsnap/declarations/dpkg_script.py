@@ -207,13 +207,14 @@ def read(paths: SystemPaths, known_bits: int) \
         -> tuple[list[Declaration], list[Problem], list[str]]:
     """Every setcap of an installed package's postinst on a file it ships,
     confirmed (enforced) or not."""
-    from capsnap.declarations import dpkg
+    from capsnap.declarations import dpkg, observed
     from capsnap.errors import CapTextError
 
     found = _scan(paths)
-    if not found:
+    watched = observed.packages(paths)
+    if not found and not watched:
         return [], [], []
-    status = _status(paths, set(found))
+    status = _status(paths, set(found) | watched)
     diverted = dpkg.diversions(paths)
     before = _load_state(paths)
     confirmed: dict[str, dict[str, list[object]]] = {}
@@ -252,4 +253,5 @@ def read(paths: SystemPaths, known_bits: int) \
             decls.append(decl._replace(confirmed=record is not None))
     if confirmed != before:
         _save_state(paths, confirmed)
-    return decls, problems, []
+    # What the package's configure was seen to set, where the reader saw nothing.
+    return decls + observed.read(paths, known_bits, status, decls), problems, []
