@@ -132,10 +132,22 @@ def _front_end() -> str:
 
 
 def _catalogue(ctx: Context) -> declarations.Catalogue:
-    catalogue = declarations.load(ctx.paths, ctx.known_bits)
+    catalogue = _awaited(ctx, declarations.load(ctx.paths, ctx.known_bits))
     for problem in catalogue.problems:
         ctx.report(str(problem))
     ctx.problems[0] += len(catalogue.problems)
+    return catalogue
+
+
+def _awaited(ctx: Context, catalogue: declarations.Catalogue) -> declarations.Catalogue:
+    """Without what a package's configure, still to come, will decide
+    (declarations.observed.awaiting)."""
+    from capsnap.declarations import observed
+
+    left = observed.awaiting(ctx.paths, catalogue)
+    if left:
+        catalogue.declarations = [d for d in catalogue.declarations
+                                  if not any(d is w for w in left)]
     return catalogue
 
 
@@ -396,19 +408,19 @@ def _reapply_and_take_after(ctx: Context, store: Store, tid: int,
         from capsnap.declarations import observed
 
         configured = observed.configured(ctx.paths, installed)
-        if configured and _observe(ctx, store, tid, watch, configured, catalogue, None):
-            catalogue = declarations.load(ctx.paths, ctx.known_bits)
+        if configured and _observe(ctx, store, watch, configured, catalogue, None):
+            catalogue = _awaited(ctx, declarations.load(ctx.paths, ctx.known_bits))
     findings = _reapply(ctx, names, touched, catalogue, store) \
         if names is None or names or touched else []
     _forget_purged(ctx, [n for n, _, new in changed if new is None])
     after = _snapshot(ctx, store, Scope("package", installed) if installed else TRACKED, tid,
                       "after", catalogue)
     if configured:
-        _observe(ctx, store, tid, watch, configured, catalogue, after)
+        _observe(ctx, store, watch, configured, catalogue, after)
     return findings
 
 
-def _observe(ctx: Context, store: Store, tid: int, watch: Watch | None,
+def _observe(ctx: Context, store: Store, watch: Watch | None,
              configured: dict[str, str], catalogue: declarations.Catalogue,
              after: int | None) -> bool:
     """declarations.observed's step before the reapply (`after` None) or
@@ -418,7 +430,7 @@ def _observe(ctx: Context, store: Store, tid: int, watch: Watch | None,
     assert watch is not None
     try:
         return observed.observe(ctx.paths, ctx.known_bits, catalogue, configured,
-                                watch.started_ns, store.actions(tid), watch.before,
+                                watch.started_ns, watch.before,
                                 None if after is None else store.rows(after))
     except Exception as exc:
         ctx.report(f"what packages set during their configure not learned: "

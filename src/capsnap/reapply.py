@@ -346,6 +346,13 @@ def reapply(items: Iterable[Resolved], paths: SystemPaths, known_bits: int,
     if not dry_run:
         log_error = log_actions(paths, findings) or \
             record_results(paths, findings, released, known_bits)
+        restored = [f.path for f in findings if f.status == RESTORED]
+        if restored:
+            # What capsnap put back must never be taken for what a package's
+            # configure set (declarations.observed).
+            from capsnap.declarations import observed
+
+            observed.note_written(paths, restored)
     return findings, log_error
 
 

@@ -66,8 +66,9 @@ class Seen(NamedTuple):
     text: str | None  # its capabilities (getcap's form); None: none, or namespaced
     ident: tuple[int, int, int, int] | None  # inode, size, mtime, btime (-1); None: gone
     changed: bool  # its inode changed (ctime) after the run began
-    explained: bool  # capsnap wrote it in the run, or another declaration says so
+    explained: bool  # another declaration says so
     kept: bool  # the run began with this very file holding these capabilities
+    ours: bool = False  # it holds what capsnap put back, untouched since
 
 
 def same_file(recorded: Iterable[object], now: tuple[int, int, int, int]) -> bool:
@@ -95,11 +96,17 @@ def decide(records: Records, seen: Iterable[Seen], configured: Iterable[str]) ->
         mine = out.setdefault(s.package, {})
         before = mine.get(s.path)
         if s.text is not None and s.ident is not None and s.changed and \
-                not s.explained and not s.kept:
+                not s.explained and not s.kept and not s.ours:
             if before is None and count >= LIMIT:
                 continue
             count += before is None
             mine[s.path] = [s.text, *s.ident]
+        elif before is not None and s.ours and s.ident is not None:
+            # What capsnap put back (an administrator's reapply after an
+            # unpack): setting the same value again leaves no trace (ext4
+            # keeps the ctime), so whether the configure still sets it
+            # cannot be told; it is not taken away.
+            mine[s.path] = [before[0], *s.ident]
         elif before is not None and (s.ident is None or not same_file(before[1:], s.ident)):
             # The package's configure left another file there (or none)
             # and did not give it this: withdrawn.
@@ -114,15 +121,23 @@ def _state_file(paths: SystemPaths) -> str:
     return os.path.join(paths.state_dir, f"{_STATE}.marshal")
 
 
-def load(paths: SystemPaths) -> tuple[Records, object]:
-    """The records, and the identity of dpkg's info directory when their
-    packages' file lists were last looked at."""
+class State(NamedTuple):
+    records: Records
+    lists: object  # dpkg's info directory when the records' lists were last read
+    # What capsnap's hooks last wrote on a file: path -> [inode, ctime_ns]
+    # after the write.  A file that still has that ctime holds capsnap's
+    # capabilities, not a configure's (one that ran after capsnap put a
+    # capability back after an unpack set it anew, and changed the ctime).
+    written: dict[str, list[int]]
+
+
+def load(paths: SystemPaths) -> State:
     data = cache.read_marshal(paths, _state_file(paths))
+    if data.get("format") != _FORMAT:
+        return State({}, None, {})
     observed = data.get("observed")
-    if data.get("format") != _FORMAT or not isinstance(observed, dict):
-        return {}, None
     records: Records = {}
-    for package, entries in observed.items():
+    for package, entries in (observed.items() if isinstance(observed, dict) else ()):
         if not (isinstance(package, str) and isinstance(entries, dict)):
             continue
         for path, record in entries.items():
@@ -130,10 +145,13 @@ def load(paths: SystemPaths) -> tuple[Records, object]:
                     and isinstance(record[0], str) \
                     and all(isinstance(n, int) for n in record[1:]):
                 records.setdefault(package, {})[path] = record
-    return records, data.get("lists")
+    written = data.get("written")
+    return State(records, data.get("lists"), {
+        path: mark for path, mark in (written.items() if isinstance(written, dict) else ())
+        if isinstance(path, str) and isinstance(mark, list) and len(mark) == 2})
 
 
-def save(paths: SystemPaths, records: Records, lists: object) -> None:
+def save(paths: SystemPaths, state: State) -> None:
     import contextlib
     import marshal
 
@@ -141,11 +159,31 @@ def save(paths: SystemPaths, records: Records, lists: object) -> None:
     # hook does it.
     with contextlib.suppress(OSError, ValueError, CapsnapError):
         confine.write_atomically(paths, _state_file(paths), marshal.dumps(
-            {"format": _FORMAT, "observed": records, "lists": lists}))
+            {"format": _FORMAT, "observed": state.records, "lists": state.lists,
+             "written": state.written}))
+
+
+def note_written(paths: SystemPaths, written: Iterable[str]) -> None:
+    """Note the files capsnap's hook has just written capabilities on."""
+    marks = {}
+    for path in written:
+        try:
+            st = confine.lstat(paths, paths.inside(path))
+        except (OSError, CapsnapError):
+            continue
+        marks[path] = [st.st_ino, st.st_ctime_ns]
+    if not marks:
+        return
+    state = load(paths)
+    kept = {**state.written, **marks}
+    if len(kept) > LIMIT:
+        # The oldest writes go first: a run looks only at its own.
+        kept = dict(sorted(kept.items(), key=lambda item: item[1][1])[-LIMIT:])
+    save(paths, state._replace(written=kept))
 
 
 def packages(paths: SystemPaths) -> set[str]:
-    return set(load(paths)[0])
+    return set(load(paths).records)
 
 
 # --- reading them as declarations ------------------------------------------------
@@ -213,7 +251,8 @@ def read(paths: SystemPaths, known_bits: int, status: dict[str, tuple[str, str]]
     from capsnap.declarations import dpkg
     from capsnap.errors import CapTextError
 
-    records, lists = load(paths)
+    state = load(paths)
+    records, lists = state.records, state.lists
     if not records:
         return []
     before = {package: dict(entries) for package, entries in records.items()}
@@ -221,15 +260,15 @@ def read(paths: SystemPaths, known_bits: int, status: dict[str, tuple[str, str]]
                if status.get(package, ("", ""))[0] in _ON_DISK}
     records, lists_now = _listed(paths, records, lists)
     # The script reader's own finding of the same thing is the one shown.
-    read_too = {(d.package, alias, d.text) for d in script
-                for alias in dpkg.path_aliases(d.path)}
+    read_too = {(d.package, alias, captext.format_text(d.stored, known_bits))
+                for d in script for alias in dpkg.path_aliases(d.path)}
     decls = []
     for package in sorted(records):
-        state, version = status[package]
+        dpkg_state, version = status[package]
         for path in sorted(records[package]):
             record = records[package][path]
             text = str(record[0])
-            if state in _CONFIGURED:
+            if dpkg_state in _CONFIGURED:
                 ident, raw = _look(paths, path)
                 if ident is not None and not same_file(record[1:], ident) and \
                         _text(raw, known_bits) != text:
@@ -249,8 +288,32 @@ def read(paths: SystemPaths, known_bits: int, status: dict[str, tuple[str, str]]
                                      reason=f"seen set during {package}'s configure"))
     records = {package: entries for package, entries in records.items() if entries}
     if records != before or lists_now != lists:
-        save(paths, records, lists_now)
+        save(paths, state._replace(records=records, lists=lists_now))
     return decls
+
+
+def awaiting(paths: SystemPaths, catalogue: Catalogue) -> list[Declaration]:
+    """The declarations read from here whose package awaits its configure
+    (after `dpkg --unpack`) on a file other than the one they were seen on.
+    A hook leaves them to the configure: put back now, the configure's own
+    setcap of the same value would leave no trace (ext4 keeps the ctime),
+    and whether the new version still sets it could not be told.  `check`
+    and `reapply` run by hand still treat them as drift."""
+    mine = [d for d in catalogue.declarations
+            if d.source == SOURCE and d.origin == f"configure of {d.package}"]
+    if not mine:
+        return []
+    records = load(paths).records
+    ready = configured(paths, {str(d.package) for d in mine})
+    out = []
+    for d in mine:
+        record = records.get(str(d.package), {}).get(d.path)
+        if d.package in ready or record is None:
+            continue
+        ident, _ = _look(paths, d.path)
+        if ident is None or not same_file(record[1:], ident):
+            out.append(d)
+    return out
 
 
 # --- learning them in a hook -------------------------------------------------------
@@ -276,13 +339,6 @@ def configured(paths: SystemPaths, names: Iterable[str]) -> dict[str, str]:
     return out
 
 
-def _ctime(paths: SystemPaths, path: str) -> int | None:
-    try:
-        return confine.lstat(paths, paths.inside(path)).st_ctime_ns
-    except (OSError, CapsnapError):
-        return None
-
-
 def _explanations(catalogue: Catalogue, paths: SystemPaths, known_bits: int) \
         -> tuple[set[str], set[tuple[str | None, str, str]]]:
     """Paths another source declares; (package, path, text) the script reader found."""
@@ -298,32 +354,28 @@ def _explanations(catalogue: Catalogue, paths: SystemPaths, known_bits: int) \
 
 
 def observe(paths: SystemPaths, known_bits: int, catalogue: Catalogue,
-            packages: dict[str, str], started_ns: int, written: Iterable[bytes],
-            before: Iterable[Row], after: Iterable[Row] | None = None) -> bool:
+            packages: dict[str, str], started_ns: int, before: Iterable[Row],
+            after: Iterable[Row] | None = None) -> bool:
     """Revise the records after a run that configured `packages` (name ->
-    version) and began at `started_ns`: with `after` (the after snapshot),
-    learn what the run gave their files; without it (before capsnap's
-    reapply), look again at the files already recorded for them.  `written`:
-    the paths capsnap wrote in the run.  Whether anything changed."""
-    records, lists = load(paths)
-    if after is None:
-        look: dict[str, str] = {path: package for package in packages
-                                for path in records.get(package, {})}
-        if not look:
-            return False
-    others, script = _explanations(catalogue, paths, known_bits)
-    ours = {os.fsdecode(p) for p in written}
+    version) and began at `started_ns`, with the tracked paths as they were
+    then (`before`): with `after` (the after snapshot), learn what the run
+    gave their files; without it (before capsnap's reapply), look again at
+    the files already recorded for them.  Whether anything changed."""
+    state = load(paths)
+    records = state.records
     rows = {os.fsdecode(r.path): r for r in after or ()
             if r.package in packages and r.raw is not None and r.present}
-    if after is not None:
-        look = {path: str(r.package) for path, r in rows.items()}
+    look = {path: str(r.package) for path, r in rows.items()} if after is not None else \
+        {path: package for package in packages for path in records.get(package, {})}
     if not look:
         return False
+    others, script = _explanations(catalogue, paths, known_bits)
     was = {}
     for r in before:
         path = os.fsdecode(r.path)
         if path in look and r.present and r.inode is not None:
-            was[path] = (r.text, r.inode, r.size, r.mtime_ns, r.btime_ns)
+            was[path] = (r.text, [r.inode, r.size, r.mtime_ns,
+                                  -1 if r.btime_ns is None else r.btime_ns])
     seen = []
     for path, package in look.items():
         row = rows.get(path)
@@ -335,17 +387,23 @@ def observe(paths: SystemPaths, known_bits: int, catalogue: Catalogue,
         else:
             ident, raw = _look(paths, path)
             text = _text(raw, known_bits)
-        ctime = _ctime(paths, path)
+        try:
+            st: os.stat_result | None = confine.lstat(paths, paths.inside(path))
+        except (OSError, CapsnapError):
+            st = None
+        mark = state.written.get(path)
+        ours = st is not None and mark == [st.st_ino, st.st_ctime_ns]
         old = was.get(path)
+        # The run began with this very file holding these capabilities, and
+        # not as capsnap had put them back.
         kept = old is not None and ident is not None and old[0] == text and \
-            same_file([old[1], old[2], old[3], -1 if old[4] is None else old[4]], ident)
+            same_file(old[1], ident) and not (mark is not None and mark[0] == old[1][0])
         seen.append(Seen(package, path, text, ident,
-                         changed=ctime is not None and ctime >= started_ns,
-                         explained=path in ours or path in others
-                         or (package, path, text) in script,
-                         kept=kept))
+                         changed=st is not None and st.st_ctime_ns >= started_ns,
+                         explained=path in others or (package, path, text) in script,
+                         kept=kept, ours=ours))
     revised = decide(records, seen, packages)
     if revised == records:
         return False
-    save(paths, revised, lists)
+    save(paths, state._replace(records=revised))
     return True
