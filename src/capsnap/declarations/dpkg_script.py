@@ -16,6 +16,10 @@ capsnap never grants more than the package itself did.  A file that merely
 lost its capability (same inode, or the package not yet configured, as after
 `dpkg --unpack`) has drifted, and is restored.
 
+What a script sets where the reader cannot see it, the hooks learn from
+the configure runs themselves (declarations.observed); those records are
+read here too, under the same source name.
+
 The parse is cached against the identity of the info directory, the scripts
 and the lists, so a hook pays for a few stat calls.
 """
