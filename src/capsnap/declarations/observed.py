@@ -213,6 +213,16 @@ def _listed(paths: SystemPaths, records: Records, lists: object) \
     return out, now
 
 
+def _database_readable(paths: SystemPaths) -> bool:
+    from capsnap.declarations import dpkg
+
+    try:
+        dpkg.database_paragraphs(paths)
+    except (OSError, CapsnapError):
+        return False
+    return True
+
+
 def _look(paths: SystemPaths, path: str) -> tuple[tuple[int, int, int, int] | None, bytes | None]:
     """A file's identity and raw capabilities; (None, None) when it is gone."""
     from capsnap import fileops
@@ -255,6 +265,8 @@ def read(paths: SystemPaths, known_bits: int, status: dict[str, tuple[str, str]]
     records, lists = state.records, state.lists
     if not records:
         return []
+    if not status and not _database_readable(paths):
+        return []  # what is installed is unknown: nothing is forgotten for it
     before = {package: dict(entries) for package, entries in records.items()}
     records = {package: entries for package, entries in records.items()
                if status.get(package, ("", ""))[0] in _ON_DISK}
