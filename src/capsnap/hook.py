@@ -397,39 +397,34 @@ def _reapply_and_take_after(ctx: Context, store: Store, tid: int,
     and of those it was told of (`also`) that are installed: apt-get -f
     install configures a package dpkg -i left unpacked, at the same
     version, and its postinst may set capabilities then.  With a `watch`,
-    what the packages it configured set on their files is learned: what
-    they took away before the reapply (which must not put it back), what
-    they gave after it (what capsnap wrote in the run then known)."""
+    what the packages it configured set on their files is learned
+    (declarations.observed): what they took away before the reapply, which
+    must not put it back; what they gave from the after snapshot."""
     versions = _versions(ctx.paths) if also else {}
     installed = tuple(sorted({n for n, _, new in changed if new}
                              | {n for n in also if n in versions and ":" not in n}))
-    configured: dict[str, str] = {}
-    if watch is not None and installed:
-        from capsnap.declarations import observed
-
-        configured = observed.configured(ctx.paths, installed)
-        if configured and _observe(ctx, store, watch, configured, catalogue, None):
-            catalogue = _awaited(ctx, declarations.load(ctx.paths, ctx.known_bits))
+    if watch is not None and installed and \
+            _observe(ctx, store, watch, installed, catalogue, None):
+        catalogue = _awaited(ctx, declarations.load(ctx.paths, ctx.known_bits))
     findings = _reapply(ctx, names, touched, catalogue, store) \
         if names is None or names or touched else []
     _forget_purged(ctx, [n for n, _, new in changed if new is None])
     after = _snapshot(ctx, store, Scope("package", installed) if installed else TRACKED, tid,
                       "after", catalogue)
-    if configured:
-        _observe(ctx, store, watch, configured, catalogue, after)
+    if watch is not None and installed:
+        _observe(ctx, store, watch, installed, catalogue, after)
     return findings
 
 
-def _observe(ctx: Context, store: Store, watch: Watch | None,
-             configured: dict[str, str], catalogue: declarations.Catalogue,
+def _observe(ctx: Context, store: Store, watch: Watch, names: Iterable[str],
+             catalogue: declarations.Catalogue,
              after: int | None) -> bool:
     """declarations.observed's step before the reapply (`after` None) or
     after the after snapshot; its trouble is reported, the run goes on."""
     from capsnap.declarations import observed
 
-    assert watch is not None
     try:
-        return observed.observe(ctx.paths, ctx.known_bits, catalogue, configured,
+        return observed.observe(ctx.paths, ctx.known_bits, catalogue, names,
                                 watch.started_ns, watch.before,
                                 None if after is None else store.rows(after))
     except Exception as exc:

@@ -366,19 +366,25 @@ def _explanations(catalogue: Catalogue, paths: SystemPaths, known_bits: int) \
 
 
 def observe(paths: SystemPaths, known_bits: int, catalogue: Catalogue,
-            packages: dict[str, str], started_ns: int, before: Iterable[Row],
+            names: Iterable[str], started_ns: int, before: Iterable[Row],
             after: Iterable[Row] | None = None) -> bool:
-    """Revise the records after a run that configured `packages` (name ->
-    version) and began at `started_ns`, with the tracked paths as they were
-    then (`before`): with `after` (the after snapshot), learn what the run
-    gave their files; without it (before capsnap's reapply), look again at
-    the files already recorded for them.  Whether anything changed."""
+    """Revise the records after a run that changed the packages `names` and
+    began at `started_ns`, with the tracked paths as they were then
+    (`before`): with `after` (the after snapshot), learn what the run gave
+    the files of those it configured; without it (before capsnap's
+    reapply), look again at the files already recorded for them.  Whether
+    anything changed."""
     state = load(paths)
     records = state.records
+    wanted = set(names)
     rows = {os.fsdecode(r.path): r for r in after or ()
-            if r.package in packages and r.raw is not None and r.present}
+            if r.package in wanted and r.raw is not None and r.present}
     look = {path: str(r.package) for path, r in rows.items()} if after is not None else \
-        {path: package for package in packages for path in records.get(package, {})}
+        {path: package for package in wanted for path in records.get(package, {})}
+    # Most runs end here: dpkg's database is read only for a package with a
+    # file with capabilities, or a record.
+    packages = configured(paths, set(look.values())) if look else {}
+    look = {path: package for path, package in look.items() if package in packages}
     if not look:
         return False
     others, script = _explanations(catalogue, paths, known_bits)
