@@ -350,6 +350,14 @@ def _touched(ctx: Context, before: Iterable[Row]) -> set[str]:
     return touched
 
 
+class Watch(NamedTuple):
+    """What a closing hook needs to learn what packages' configure set
+    (declarations.observed): when the run began, and the tracked paths then."""
+
+    started_ns: int
+    before: list[Row]
+
+
 def _watch(ctx: Context, before: list[Row]) -> Watch | None:
     """apt's run began when its first hook left the marker."""
     try:
@@ -375,14 +383,6 @@ def finish(ctx: Context, tid: int, announced: Iterable[str] = (), watch: bool = 
                                        watch=_watch(ctx, rows) if watch else None)
 
     return _close(ctx, record, catalogue)
-
-
-class Watch(NamedTuple):
-    """What a closing hook needs to learn what packages' configure set
-    (declarations.observed): when the run began, and the tracked paths then."""
-
-    started_ns: int
-    before: list[Row]
 
 
 def _reapply_and_take_after(ctx: Context, store: Store, tid: int,
