@@ -289,21 +289,32 @@ def _table(rows: list[list[str]], headers: list[str],
     take `colours` (ANSI codes, one per row), unless NO_COLOR is set;
     piped, every cell is printed whole, without escapes.
     """
-    rows = [[escape(cell) for cell in row] for row in rows]
-    widths = [max(len(r[i]) for r in [headers, *rows]) for i in range(len(headers))]
+    # One test of every cell at once: a diff's table can be 100,000 rows,
+    # nearly always with nothing to escape (a space is printable).
+    every = " ".join([" ".join(row) for row in rows])
+    if not every.isprintable() or "\\" in every:
+        rows = [[escape(cell) for cell in row] for row in rows]
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(headers)
+    widths = [max(len(h), max(map(len, c), default=0)) for h, c in zip(headers, columns,
+                                                                         strict=True)]
     terminal = _on_terminal()
     if terminal:
         widths = _fit(widths, headers, _columns(margin=0), keep)
         rows = [[_shorten(c, w) for c, w in zip(row, widths, strict=True)] for row in rows]
     styled = _styled()
+    padded = widths[:-1]
+    lines = []
     for n, row in enumerate([headers, *rows]):
-        cells = [c.ljust(w) for c, w in zip(row[:-1], widths, strict=False)] + [row[-1]]
+        cells = [c.ljust(w) for c, w in zip(row, padded, strict=False)]
+        cells.append(row[-1])
         line = "  ".join(cells).rstrip()
         if styled and n == 0:
             line = f"\x1b[1m{line}\x1b[0m"
         elif styled and colours is not None:
             line = f"\x1b[{colours[n - 1]}m{line}\x1b[0m"
-        _write(sys.stdout, line + "\n")
+        lines.append(line)
+    lines.append("")
+    _write(sys.stdout, "\n".join(lines))
 
 
 def _out_fitted(line: str) -> None:
@@ -643,7 +654,7 @@ def _scope_shown(stored: str, room: int = 0) -> str:
     """A scope with its paths as they are (_out and _table escape them once),
     each name once; with `room`, the first names that fit in it and how many
     more there are, as `package:appstream,apt,… (+137)`."""
-    from capsnap.snapshot import Scope
+    from capsnap.scope import Scope
 
     scope = Scope.parse(stored)
     items = list(dict.fromkeys(scope.items))
@@ -661,7 +672,7 @@ def _scope_shown(stored: str, room: int = 0) -> str:
 
 
 def _snapshot_json(snap: Any) -> dict[str, object]:
-    from capsnap.snapshot import Scope
+    from capsnap.scope import Scope
 
     scope = Scope.parse(snap.scope)
     return {"id": snap.id, "created": snap.created, "label": snap.label,
@@ -721,7 +732,6 @@ def _path_json(path: bytes) -> dict[str, object]:
 def cmd_diff(args: argparse.Namespace) -> int:
     from capsnap import diff
     from capsnap.errors import InvalidInput
-    from capsnap.snapshot import Scope, live_rows
 
     if len(args.snapshots) > 2:
         raise InvalidInput(f"diff compares at most two snapshots, not {len(args.snapshots)} "
@@ -758,6 +768,9 @@ def cmd_diff(args: argparse.Namespace) -> int:
                 store.changed_pairs(first.id, second.id), first.created_ns,
                 covered_before, diff.covers(second.scope, roots)))
         else:
+            from capsnap.scope import Scope
+            from capsnap.snapshot import live_rows
+
             tracked = [r.path for r in store.rows(first.id)]
             live = live_rows(args.paths_, Scope.parse(first.scope), _known_bits(),
                              extra=tracked, roots=roots, missing_packages_ok=True)
@@ -1218,15 +1231,19 @@ def _columns(margin: int = 2) -> int:
 # options they take.  Their plain spellings are read by _plain_args: argparse's
 # import and parser are a third of such a run.
 _PLAIN_OPTIONS = {"check": ("--json", "--package"),
-                  "reapply": ("--json", "--package", "--dry-run")}
+                  "reapply": ("--json", "--package", "--dry-run"),
+                  "diff": ("--json",)}
+# Commands whose plain spelling takes words as well (diff's snapshots).
+_PLAIN_POSITIONAL = {"diff": "snapshots"}
 
 
 def _plain_args(argv: Sequence[str]) -> Any:
-    """The arguments of a plain `check` or `reapply` command line, or None.
+    """The arguments of a plain `check`, `reapply` or `diff` command line, or None.
 
     Only exact option names, each value as the next word and not starting
-    with "-", each global option once: anything else (help, abbreviations,
-    --opt=value, mistakes) is argparse's to read or to refuse.
+    with "-", each global option once, and diff's snapshots as words that
+    do not start with "-": anything else (help, abbreviations, --opt=value,
+    mistakes) is argparse's to read or to refuse.
     """
     from types import SimpleNamespace
 
@@ -1234,10 +1251,13 @@ def _plain_args(argv: Sequence[str]) -> Any:
                               "verbose": False, "json": False, "package": None,
                               "dry_run": False}
     command = None
+    positional: list[str] = []
+    closed = False  # an option came after the positional words
     words = list(argv)
     while words:
         word = words.pop(0)
-        if word in _GLOBAL_WITH_VALUE or (command and word == "--package"):
+        if word in _GLOBAL_WITH_VALUE or (command and word == "--package"
+                                             and word in _PLAIN_OPTIONS[command]):
             if not words or not words[0] or words[0].startswith("-"):
                 return None
             name = word[2:]
@@ -1253,10 +1273,18 @@ def _plain_args(argv: Sequence[str]) -> Any:
             command = word
         elif command and word in _PLAIN_OPTIONS[command] and word != "--package":
             values[word[2:].replace("-", "_")] = True
+        elif command in _PLAIN_POSITIONAL and word and not word.startswith("-"):
+            if closed:
+                return None  # words on both sides of an option: argparse refuses them
+            positional.append(word)
+            continue
         else:
             return None
+        closed = bool(positional)
     if command is None:
         return None
+    if command in _PLAIN_POSITIONAL:
+        values[_PLAIN_POSITIONAL[command]] = positional
     return SimpleNamespace(command=command, func=COMMANDS[command][0], **values)
 
 

@@ -52,13 +52,26 @@ def _replaced(a: Row, b: Row) -> bool:
     except for a before row with capabilities but no inode: dpkg's hooks
     make those only for a file the run wrote over, whose capabilities its
     pre-invoke noted (no snapshot had seen it)."""
-    from capsnap.snapshot import same_file
-
     if a.present and b.present and a.inode is None and a.raw is not None \
             and b.inode is not None:
         return True
     return a.present and b.present and a.inode is not None and b.inode is not None \
         and not same_file(a, b)
+
+
+def same_file(before: Row, now: Row) -> bool:
+    """Whether two rows of one path saw the same file (not merely the same
+    inode number: a filesystem reuses a freed one, and dpkg's new file often
+    gets the number of the old one it replaced)."""
+    if before.present != now.present:
+        return False
+    if not before.present:
+        return True
+    if before.inode != now.inode:
+        return False
+    if before.btime_ns is not None and now.btime_ns is not None:
+        return before.btime_ns == now.btime_ns
+    return (before.size, before.mtime_ns) == (now.size, now.mtime_ns)
 
 
 def covers(scope: str, roots: Iterable[str] = ()) -> Callable[[Row], bool]:
@@ -68,9 +81,7 @@ def covers(scope: str, roots: Iterable[str] = ()) -> Callable[[Row], bool]:
     path scope under its paths, a package scope at every file of its
     packages (it records only those with capabilities; the row says whose
     file it is), and a "tracked" snapshot only at what it tracks."""
-    import fnmatch
-
-    from capsnap.snapshot import Scope
+    from capsnap.scope import Scope
 
     parsed = Scope.parse(scope)
     if parsed.kind == "package":
@@ -89,12 +100,23 @@ def covers(scope: str, roots: Iterable[str] = ()) -> Callable[[Row], bool]:
         for pattern in patterns:
             depth = pattern.count(b"/")
             head = b"/".join(path.split(b"/")[:depth + 1])
-            if (head == pattern or fnmatch.fnmatchcase(head, pattern)) and \
+            if (head == pattern or (_has_magic(pattern) and _fnmatch(head, pattern))) and \
                     (len(path) == len(head) or path[len(head):len(head) + 1] == b"/"):
                 return True
         return False
 
     return covered
+
+
+def _has_magic(pattern: bytes) -> bool:
+    return b"*" in pattern or b"?" in pattern or b"[" in pattern
+
+
+def _fnmatch(name: bytes, pattern: bytes) -> bool:
+    # Imported when a pattern needs it: fnmatch imports re, a tenth of a diff's start.
+    import fnmatch
+
+    return fnmatch.fnmatchcase(name, pattern)
 
 
 def _unseen(row: Row) -> bool:

@@ -22,50 +22,13 @@ import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
 
-from capsnap import captext, display, fileops, scan, xattr
+from capsnap import captext, fileops, scan, xattr
 from capsnap.declarations import Catalogue
+from capsnap.diff import same_file as same_file
 from capsnap.errors import AttrFormatError, InvalidInput, OperationFailed
 from capsnap.paths import SystemPaths
-from capsnap.records import NamedTuple
+from capsnap.scope import Scope as Scope
 from capsnap.store import Row, Store
-
-
-class Scope(NamedTuple):
-    kind: str  # "full", "package", "path", or "tracked" (only the paths always included)
-    items: tuple[str, ...] = ()
-
-    def describe(self) -> str:
-        """`kind:item,item` as stored (SQLite TEXT) and shown; parse() reverses it.
-
-        A comma in a path is written \\054, and the rest as `display.escape`
-        writes it (a backslash \\134, a byte that is not UTF-8 \\377), so
-        every path comes back as it was and the text is valid UTF-8.
-        """
-        return self.kind if not self.items else \
-            f"{self.kind}:{','.join(_escape_item(i) for i in self.items)}"
-
-    @classmethod
-    def parse(cls, text: str) -> Scope:
-        kind, _, items = text.partition(":")
-        return cls(kind, tuple(_unescape_item(i) for i in items.split(",")) if items else ())
-
-
-_HEX = frozenset("0123456789abcdef")
-
-
-def _escape_item(item: str) -> str:
-    return display.escape(item, ",")
-
-
-def _unescape_item(text: str) -> str:
-    if "\\x" in text:
-        # Written before scopes took the byte escapes of declarations: a byte
-        # that is not UTF-8 as \xNN (a backslash was \134, so \x is never text).
-        parts = text.split("\\x")
-        text = parts[0] + "".join(
-            f"\\{int(p[:2], 16):03o}{p[2:]}" if len(p) >= 2 and set(p[:2]) <= _HEX
-            else "\\x" + p for p in parts[1:])
-    return display.unescape(text)
 
 
 def _text(raw: bytes | None, known_bits: int) -> tuple[str | None, int | None]:
@@ -103,21 +66,6 @@ def _probe_target(target: fileops.Target, known_bits: int) -> Row:
     raw = fileops.read_raw(target)
     return _row(encoded, raw, True, known_bits, target.st,
                 btime_ns=fileops.birth_time_ns(fd=target.fd))
-
-
-def same_file(before: Row, now: Row) -> bool:
-    """Whether two rows of one path saw the same file (not merely the same
-    inode number: a filesystem reuses a freed one, and dpkg's new file often
-    gets the number of the old one it replaced)."""
-    if before.present != now.present:
-        return False
-    if not before.present:
-        return True
-    if before.inode != now.inode:
-        return False
-    if before.btime_ns is not None and now.btime_ns is not None:
-        return before.btime_ns == now.btime_ns
-    return (before.size, before.mtime_ns) == (now.size, now.mtime_ns)
 
 
 def _package_files(paths: SystemPaths, package: str) -> tuple[list[str], tuple[str, str]]:

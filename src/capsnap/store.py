@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from capsnap.paths import SystemPaths
 
 APPLICATION = "capsnap"
+# In the order they are stored (see _migration_1), which changed_pairs relies on.
+_ENTRY_COLUMNS = ("path", "raw", "text", "rootid", "package", "version", "present", "inode",
+                  "size", "mtime_ns", "btime_ns")
 _SNAPSHOT_COLUMNS = "id, created, created_ns, label, scope, root, transaction_id, phase, entries"
 SCHEMA_VERSION = 3
 
@@ -518,27 +521,35 @@ class Store:
 
     def changed_pairs(self, before_id: int, after_id: int) \
             -> Iterator[tuple[Row | None, Row | None]]:
-        """(before, after) for each path whose row differs, in path order.
+        """(before, after) for each path whose row differs: first the paths
+        the before snapshot has, then those only the after one has, each
+        part in path order.
 
-        The join runs inside SQLite on the (snapshot, path) key, so unchanged
-        rows, usually nearly all of them, never become Python objects.
+        SQLite does the comparison, as a merge of the two snapshots' rows in
+        key order (no lookup per path, no sort): only the rows that differ
+        ever become Python objects.  A row differing only in what a diff
+        does not compare (its package, say) may come too; compare_pairs
+        finds nothing in it.
         """
-        columns = ("path, raw, text, rootid, package, version, present, inode, size, "
-                   "mtime_ns, btime_ns")
-        a_cols = ", ".join(f"a.{c.strip()}" for c in columns.split(","))
-        b_cols = ", ".join(f"b.{c.strip()}" for c in columns.split(","))
+        # EXCEPT compares whole rows; with its ORDER BY in the order the
+        # columns are stored in the (snapshot_id, path) key, SQLite merges
+        # the two index ranges instead of sorting them, and LIMIT keeps the
+        # subquery's ORDER BY from being dropped.
+        order = ", ".join(str(n) for n in range(1, len(_ENTRY_COLUMNS) + 1))
+        columns = ", ".join(_ENTRY_COLUMNS)
+        after = ", ".join(f"b.{c}" for c in _ENTRY_COLUMNS)
         cur = self.db.execute(
-            f"SELECT {a_cols}, {b_cols} FROM entries a LEFT JOIN entries b "
-            "ON b.snapshot_id=? AND b.path=a.path WHERE a.snapshot_id=? AND "
-            "(b.path IS NULL OR a.raw IS NOT b.raw OR a.inode IS NOT b.inode OR "
-            "a.present IS NOT b.present OR a.btime_ns IS NOT b.btime_ns OR "
-            "a.size IS NOT b.size OR a.mtime_ns IS NOT b.mtime_ns) "
-            f"UNION ALL SELECT {', '.join(['NULL'] * 11)}, {b_cols} FROM entries b "
-            "WHERE b.snapshot_id=? AND NOT EXISTS (SELECT 1 FROM entries a WHERE "
-            "a.snapshot_id=? AND a.path=b.path) ORDER BY 1",
-            (after_id, before_id, after_id, before_id))
+            f"SELECT a.*, {after} FROM (SELECT {columns} FROM entries WHERE snapshot_id=?1 "
+            f"EXCEPT SELECT {columns} FROM entries WHERE snapshot_id=?2 ORDER BY {order} "
+            "LIMIT -1) a LEFT JOIN entries b ON b.snapshot_id=?2 AND b.path=a.path "
+            f"UNION ALL SELECT {', '.join(['NULL'] * len(_ENTRY_COLUMNS))}, {after} FROM "
+            "(SELECT path FROM entries WHERE snapshot_id=?2 EXCEPT SELECT path FROM entries "
+            "WHERE snapshot_id=?1 ORDER BY 1 LIMIT -1) o "
+            "JOIN entries b ON b.snapshot_id=?2 AND b.path=o.path",
+            (before_id, after_id))
+        width = len(_ENTRY_COLUMNS)
         for r in cur:
-            yield _row_of(r[:11]), _row_of(r[11:])
+            yield _row_of(r[:width]), _row_of(r[width:])
 
     def tracked(self) -> list[bytes]:
         """The paths every snapshot includes besides its scope: those seen

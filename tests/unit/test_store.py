@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import random
 import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from capsnap import diff
 from capsnap.errors import InvalidInput
 from capsnap.store import SCHEMA_VERSION, Row, Store, StoreError
 
@@ -223,3 +226,47 @@ def test_a_path_stays_tracked_until_its_file_is_gone(tmp_path: Path) -> None:
         assert store.tracked() == [b"/usr/bin/clockdiff"]
         store.add_snapshot("tracked", "/", [seen(None, present=False)])
         assert store.tracked() == []
+
+
+def _random_row(rng: random.Random, path: bytes) -> Row:
+    def maybe(value: object) -> Any:
+        return None if rng.random() < 0.2 else value
+
+    raw = rng.choice([None, b"\x01\x00\x00\x02" + bytes(16), b"\x01\x00\x00\x02\x01" + bytes(15)])
+    return Row(path, raw, None if raw is None else rng.choice(["a", "b"]), maybe(0),
+               maybe(rng.choice(["p", "q"])), maybe(rng.choice(["1", "2"])),
+               rng.random() < 0.9, maybe(rng.randint(1, 3)), maybe(rng.randint(1, 2)),
+               maybe(rng.randint(1, 2)), maybe(rng.randint(1, 2)))
+
+
+def test_changed_pairs_are_what_a_full_merge_of_both_snapshots_finds(tmp_path: Path) -> None:
+    """The pairs SQLite picks out classify exactly as a merge of every row of
+    both snapshots does, and include every path whose compared fields differ."""
+    rng = random.Random(20261201)
+    with Store(str(tmp_path / "c.db")) as store:
+        for _ in range(30):
+            names = [f"/usr/bin/{n:03d}".encode() for n in range(rng.randint(0, 60))]
+            # Paths on one side only, both sides, and rows that differ in
+            # any column, including NULLs, which SQL compares in its own way.
+            a = [_random_row(rng, p) for p in names if rng.random() < 0.8]
+            b = [r if rng.random() < 0.5 else _random_row(rng, r.path) for r in a
+                 if rng.random() < 0.8]
+            b += [_random_row(rng, p) for p in names if rng.random() < 0.2
+                  and p not in {r.path for r in b}]
+            b.sort(key=lambda r: r.path)
+            first = store.add_snapshot("full", "/", a)
+            second = store.add_snapshot("full", "/", b)
+            stored_a, stored_b = list(store.rows(first)), list(store.rows(second))
+            covered = diff.covers("full", ["/usr"])
+            pairs = list(store.changed_pairs(first, second))
+            assert diff.grouped(diff.compare_pairs(pairs, 1, covered, covered)) == \
+                diff.grouped(diff.compare(stored_a, stored_b, 1, covered, covered))
+            by_a, by_b = {r.path: r for r in stored_a}, {r.path: r for r in stored_b}
+            compared = ("raw", "inode", "present", "btime_ns", "size", "mtime_ns")
+            differing = {p for p in by_a.keys() | by_b.keys()
+                         if p not in by_a or p not in by_b or
+                         any(getattr(by_a[p], f) != getattr(by_b[p], f) for f in compared)}
+            seen = [(x or y).path for x, y in pairs]  # type: ignore[union-attr]
+            assert len(seen) == len(set(seen)) and differing <= set(seen)
+            assert all(x == by_a.get((x or y).path) and y == by_b.get((x or y).path)  # type: ignore[union-attr]
+                       for x, y in pairs)
