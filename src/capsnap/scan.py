@@ -372,29 +372,33 @@ class _Walker:
                 os.fchdir(fd)
                 self.away = True
                 prefix = ""
+                # "." is the directory just entered; read by name, glibc opens
+                # it once, where a descriptor costs a dup, two fcntl and an
+                # lseek on top (a tenth of a walk's system calls).
+                entries = os.scandir(".")
             else:
                 prefix = f"/proc/self/fd/{fd}/"
-            entries = os.scandir(fd)
+                entries = os.scandir(fd)
         except OSError as exc:
             os.close(fd)
             self.unreadable.append((where or b"/", _why(exc)))
             return found
+        # The loop below runs once per file of the tree: what it needs is in
+        # locals, files are tested first (most entries are), and the count
+        # is added once per directory.
+        listxattr = os.listxattr
+        files = 0
         try:
             with entries:
                 for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        name = os.fsencode(entry.name)
-                        below = relative + b"/" + name if relative else name
-                        if not start.stops or below not in start.stops:
-                            todo.append((index, below))
-                    elif entry.is_file(follow_symlinks=False):
-                        self.files += 1
-                        local = prefix + entry.name
+                    if entry.is_file(follow_symlinks=False):
+                        files += 1
+                        local = prefix + entry.name if prefix else entry.name
                         try:
-                            names = os.listxattr(local, follow_symlinks=False)
+                            names = listxattr(local, follow_symlinks=False)
                         except OSError:
                             continue  # vanished, or a filesystem without xattrs
-                        if XATTR_NAME not in names:
+                        if not names or XATTR_NAME not in names:
                             continue
                         name = os.fsencode(entry.name)
                         try:
@@ -408,7 +412,13 @@ class _Walker:
                             found.append(Found(where + b"/" + name, raw, st.st_ino,
                                                st.st_size, st.st_mtime_ns,
                                                birth_time_ns(name, fd=fd)))
+                    elif entry.is_dir(follow_symlinks=False):
+                        name = os.fsencode(entry.name)
+                        below = relative + b"/" + name if relative else name
+                        if not start.stops or below not in start.stops:
+                            todo.append((index, below))
         finally:
+            self.files += files
             os.close(fd)
         self.directories += 1
         return found
@@ -491,27 +501,66 @@ def _walk_opened(starts: list[_Start], home: int | None,
     early: list[Found] = []
     level: list[_Item] = [(i, b"") for i in range(len(starts))]
     frontier = _frontier(walker, level, 64 * workers, early) if workers > 1 else level
-    shares = [frontier[i::workers] for i in range(workers)] if workers > 1 else [frontier]
+    queue = _Queue(frontier) if workers > 1 and len(frontier) > 1 else None
+    try:
+        yield from _walk_shared(walker, starts, opener, early, frontier, queue, stats,
+                                progress, workers)
+    finally:
+        if queue is not None:
+            queue.close()
+
+
+class _Queue:
+    """The shares of a walk, for each process to take the next one when it
+    is done with the last: how much a subtree holds is known only once it
+    is read, and a fixed split left one process with most of /usr.
+
+    The share numbers are written to a pipe before the workers are forked;
+    a pipe read of 4 bytes takes one whole number, whichever process reads.
+    """
+
+    GROUPS = 256  # 1 KiB of numbers: within the smallest pipe buffer (a page)
+
+    def __init__(self, frontier: list[_Item]) -> None:
+        groups = min(len(frontier), self.GROUPS)
+        self.shares = [frontier[i::groups] for i in range(groups)]
+        self.fd, write_end = os.pipe()
+        try:
+            os.write(write_end, struct.pack(f"<{groups}I", *range(groups)))
+        finally:
+            os.close(write_end)  # then a read past the last number is the end
+
+    def take(self) -> list[_Item]:
+        data = os.read(self.fd, 4)
+        if len(data) < 4:
+            return []
+        return list(self.shares[struct.unpack("<I", data)[0]])
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
+def _walk_shared(walker: _Walker, starts: list[_Start], opener: _Opener, early: list[Found],
+                 frontier: list[_Item], queue: _Queue | None, stats: WalkStats,
+                 progress: Callable[[WalkStats], None] | None,
+                 workers: int) -> Iterator[Found]:
     children: list[tuple[int, int]] = []  # (pid, read end)
-    for share in shares[1:]:
-        if not share:
-            continue
+    for _ in range(workers - 1 if queue is not None else 0):
         read_end, write_end = os.pipe()
         try:
             pid = os.fork()
         except OSError:
             os.close(read_end)
             os.close(write_end)
-            shares[0].extend(share)  # no fork: walk it here
-            continue
+            break  # no fork: the others, this process included, take its shares
         if pid == 0:  # the worker: walk, report, and leave without cleanup
             status = 1
             try:
                 os.close(read_end)
                 # A worker never goes back: it can always read from inside.
                 worker = _Walker(starts, opener, None, by_cwd=True)
-                todo = list(share)
-                while todo:
+                todo: list[_Item] = []
+                while todo or (todo := queue.take()):  # type: ignore[union-attr]
                     for item in worker.read_directory(todo.pop(), todo):
                         _send(write_end, ("found", tuple(item)))
                     if worker.directories % 64 == 0:
@@ -559,7 +608,7 @@ def _walk_opened(starts: list[_Start], home: int | None,
 
     last = time.monotonic()
     pending: list[Found] = early
-    todo = list(shares[0])
+    todo = [] if queue is not None else list(frontier)
     while True:
         if pending:
             walker.come_back()  # the caller runs at each yield
@@ -570,6 +619,8 @@ def _walk_opened(starts: list[_Start], home: int | None,
         for item in collect():
             stats.found += 1
             yield item
+        if not todo and queue is not None:
+            todo = queue.take()
         if not todo:
             break
         pending = walker.read_directory(todo.pop(), todo)
