@@ -15,6 +15,7 @@ diff:   `capsnap diff A B` of two stored snapshots of N entries each (a tenth of
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import resource
 import shutil
@@ -41,11 +42,21 @@ def env() -> dict[str, str]:
     return out
 
 
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def timed(cmd: list[str], environ: dict[str, str] | None = None,
-          ok: tuple[int, ...] = (0,)) -> float:
+          ok: tuple[int, ...] = (0,), cpu: list[float] | None = None) -> float:
+    """Wall time of a command; with `cpu`, its CPU time (user and system, its
+    own and its waited-for children's: the walk's workers) is appended there."""
+    cpu_before = _children_cpu()
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, env=environ)
     elapsed = time.perf_counter() - start
+    if cpu is not None:
+        cpu.append(_children_cpu() - cpu_before)
     if proc.returncode not in ok:
         sys.exit(f"{cmd} failed ({proc.returncode}): {proc.stderr.decode()}")
     return elapsed
@@ -53,19 +64,36 @@ def timed(cmd: list[str], environ: dict[str, str] | None = None,
 
 def bench_walk(runs: int) -> None:
     environ = env()
-    ours, theirs = [], []
+    ours, fresh, theirs = [], [], []
+    ours_cpu: list[float] = []
+    fresh_cpu: list[float] = []
+    theirs_cpu: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        db = os.path.join(tmp, "c.db")
+        # The database as a system has it (made once, by the first snapshot or
+        # hook), and one made by the timed run itself (its creation and the
+        # syncs that go with it).
+        kept, new = os.path.join(tmp, "kept.db"), os.path.join(tmp, "new.db")
+        timed([*CAPSNAP, "--db", kept, "snapshot", "--path", "/usr"], environ)
         for _ in range(runs):
-            theirs.append(timed(["getcap", "-r", "/usr"]))
-            ours.append(timed([*CAPSNAP, "--db", db, "snapshot", "--path", "/usr"], environ))
-            os.unlink(db)
+            theirs.append(timed(["getcap", "-r", "/usr"], cpu=theirs_cpu))
+            ours.append(timed([*CAPSNAP, "--db", kept, "snapshot", "--path", "/usr"], environ,
+                              cpu=ours_cpu))
+            fresh.append(timed([*CAPSNAP, "--db", new, "snapshot", "--path", "/usr"], environ,
+                               cpu=fresh_cpu))
+            for suffix in ("", "-wal", "-shm", ".lock"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(new + suffix)
     files = subprocess.run(["find", "/usr", "-xdev", "-type", "f"], capture_output=True,
                            check=True).stdout.count(b"\n")
-    o, t = statistics.median(ours), statistics.median(theirs)
-    print(f"/usr: {files} regular files; {runs} alternating runs, medians")
-    print(f"getcap -r /usr              {t * 1000:8.1f} ms")
-    print(f"capsnap snapshot --path /usr {o * 1000:7.1f} ms   ratio {o / t:.2f}")
+    m = statistics.median
+    t, tc = m(theirs), m(theirs_cpu)
+    print(f"/usr: {files} regular files; {runs} alternating runs, medians "
+          f"(CPU: user and system, all processes)")
+    print(f"getcap -r /usr                    {t * 1000:7.1f} ms  CPU {tc * 1000:7.1f} ms")
+    for name, wall, cpu in (("capsnap snapshot --path /usr", ours, ours_cpu),
+                            ("the same, creating its database", fresh, fresh_cpu)):
+        print(f"{name:33s} {m(wall) * 1000:7.1f} ms  CPU {m(cpu) * 1000:7.1f} ms   "
+              f"ratio {m(wall) / t:.2f} (CPU {m(cpu) / tc:.2f})")
 
 
 def make_tree(top: Path, files: int, with_caps: int = 10) -> None:
@@ -155,14 +183,29 @@ def bench_diff(entries: int, runs: int) -> None:
             with open(os.path.join(tmp, name), "w") as f:
                 for r in rows(changed):
                     f.write(f"{r.path.decode()} {r.text}\n")
-        ours, theirs = [], []
+        ours, theirs, floor = [], [], []
+        ours_cpu: list[float] = []
+        theirs_cpu: list[float] = []
+        floor_cpu: list[float] = []
+        # What any diff in python pays before reading a row: the interpreter
+        # started as capsnap is, and the modules diff needs, sqlite3 included.
+        start_only = [*CAPSNAP[:3], f"import sys; sys.path.append({str(REPO / 'src')!r}); "
+                      "import capsnap.cli, capsnap.diff, capsnap.store, capsnap.config"]
         for _ in range(runs):
-            ours.append(timed([*CAPSNAP, "--db", db, "diff", "a", "b"], environ, ok=(1,)))
-            theirs.append(timed(["sh", "-c", f"cd {tmp} && LC_ALL=C comm -3 a.txt b.txt"]))
-        o, t = statistics.median(ours), statistics.median(theirs)
-        print(f"{entries} entries per snapshot, {entries // 10} changed; {runs} runs, medians")
-        print(f"comm -3 over sorted text   {t * 1000:8.1f} ms")
-        print(f"capsnap diff a b           {o * 1000:8.1f} ms   ratio {o / t:.1f}")
+            ours.append(timed([*CAPSNAP, "--db", db, "diff", "a", "b"], environ, ok=(1,),
+                              cpu=ours_cpu))
+            theirs.append(timed(["sh", "-c", f"cd {tmp} && LC_ALL=C comm -3 a.txt b.txt"],
+                                cpu=theirs_cpu))
+            floor.append(timed(start_only, environ, cpu=floor_cpu))
+        m = statistics.median
+        t, tc = m(theirs), m(theirs_cpu)
+        print(f"{entries} entries per snapshot, {entries // 10} changed; {runs} alternating "
+              "runs, medians (CPU: user and system)")
+        print(f"comm -3 over sorted text       {t * 1000:7.1f} ms  CPU {tc * 1000:6.1f} ms")
+        for name, wall, cpu in (("capsnap diff a b", ours, ours_cpu),
+                                ("python start and imports only", floor, floor_cpu)):
+            print(f"{name:30s} {m(wall) * 1000:7.1f} ms  CPU {m(cpu) * 1000:6.1f} ms   "
+                  f"ratio {m(wall) / t:.1f} (CPU {m(cpu) / tc:.1f})")
 
 
 def main() -> None:

@@ -319,6 +319,31 @@ class _Start(NamedTuple):
     fd: int
     dev: int
     stops: frozenset[bytes]  # mount points under it, relative to it
+    # Whether a directory under it can be on another filesystem with no mount
+    # point between (btrfs subvolumes): then each one's st_dev is compared.
+    dev_may_change: bool = True
+
+
+# Filesystems where a directory is on the filesystem of its parent unless a
+# mount point is crossed (which openat2's RESOLVE_NO_XDEV refuses): ext2/3/4,
+# XFS, tmpfs.  A walk there spares an fstat per directory.
+_ONE_DEVICE_FILESYSTEMS = frozenset((0xEF53, 0x58465342, 0x01021994))
+
+
+def _filesystem_type(fd: int) -> int | None:
+    """f_type of fstatfs(2), or None when it cannot be had."""
+    import ctypes
+
+    buffer = ctypes.create_string_buffer(512)  # struct statfs is 120 bytes on 64-bit Linux
+    try:
+        fstatfs = ctypes.CDLL(None, use_errno=True).fstatfs
+    except (OSError, AttributeError):
+        return None
+    if fstatfs(fd, buffer) != 0:
+        return None
+    # f_type comes first, a long (an unsigned int on s390x, whose value
+    # read this way is no known type: the fstat per directory stays).
+    return ctypes.c_long.from_buffer(buffer).value
 
 
 # A directory still to read: its start's index, and its path from the start.
@@ -366,7 +391,7 @@ class _Walker:
                 self.unreadable.append((where or b"/", _why(exc)))
             return found
         try:
-            if os.fstat(fd).st_dev != start.dev:
+            if start.dev_may_change and os.fstat(fd).st_dev != start.dev:
                 return found  # another filesystem without a mount here (btrfs subvolume)
             if self.by_cwd:
                 os.fchdir(fd)
@@ -456,7 +481,9 @@ def _open_starts(starts: list[str], root_fd: int,
         except OSError:
             real = b""  # no /proc: openat2 still stops at mounts, and st_dev at filesystems
         out.append(_Start(path, fd, os.fstat(fd).st_dev,
-                          _below(real, points) if real else frozenset()))
+                          _below(real, points) if real else frozenset(),
+                          dev_may_change=_openat2() is None or
+                          _filesystem_type(fd) not in _ONE_DEVICE_FILESYSTEMS))
     return out
 
 
