@@ -302,17 +302,13 @@ def _table(rows: list[list[str]], headers: list[str],
         widths = _fit(widths, headers, _columns(margin=0), keep)
         rows = [[_shorten(c, w) for c, w in zip(row, widths, strict=True)] for row in rows]
     styled = _styled()
-    padded = widths[:-1]
-    lines = []
-    for n, row in enumerate([headers, *rows]):
-        cells = [c.ljust(w) for c, w in zip(row, padded, strict=False)]
-        cells.append(row[-1])
-        line = "  ".join(cells).rstrip()
-        if styled and n == 0:
-            line = f"\x1b[1m{line}\x1b[0m"
-        elif styled and colours is not None:
-            line = f"\x1b[{colours[n - 1]}m{line}\x1b[0m"
-        lines.append(line)
+    # Cells left-aligned in their column's width, the last one unpadded.
+    layout = "  ".join([f"{{:<{w}}}" for w in widths[:-1]] + ["{}"]).format
+    lines = [layout(*row).rstrip() for row in [headers, *rows]]
+    if styled:
+        lines = [f"\x1b[1m{line}\x1b[0m" if n == 0 else
+                 f"\x1b[{colours[n - 1]}m{line}\x1b[0m" if colours is not None else line
+                 for n, line in enumerate(lines)]
     lines.append("")
     _write(sys.stdout, "\n".join(lines))
 

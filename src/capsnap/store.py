@@ -549,7 +549,7 @@ class Store:
             (before_id, after_id))
         width = len(_ENTRY_COLUMNS)
         for r in cur:
-            yield _row_of(r[:width]), _row_of(r[width:])
+            yield _row_of(r), _row_of(r[width:])
 
     def tracked(self) -> list[bytes]:
         """The paths every snapshot includes besides its scope: those seen
@@ -735,9 +735,15 @@ class Store:
 
 
 def _row_of(r: Sequence[Any]) -> Row | None:
+    """The Row of an entry's columns (the first 11 of `r`), or None for NULLs."""
     if r[0] is None:
         return None
-    return Row(r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9], r[10])
+    # tuple.__new__ spares the named tuple's own __new__, a Python call per row.
+    return _new_tuple(Row, (r[0], r[1], r[2], r[3], r[4], r[5], bool(r[6]), r[7], r[8], r[9],
+                            r[10]))
+
+
+_new_tuple = tuple.__new__
 
 
 class _Locked:
