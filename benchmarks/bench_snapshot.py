@@ -29,15 +29,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 # Started as src/scripts/capsnap starts it: isolated (-I: no PYTHONPATH, no user site),
 # the package where site-packages would be.
-CAPSNAP = ["/usr/bin/python3", "-I", "-c", f"import sys; sys.path.append({str(REPO / 'src')!r}); "
-           "from capsnap.cli import run; run()"]
+SRC = REPO / "src"  # the capsnap timed; --src names another tree's (to compare two)
+
+
+def capsnap_cmd(src: Path) -> list[str]:
+    return ["/usr/bin/python3", "-I", "-c", f"import sys; sys.path.append({str(src)!r}); "
+            "from capsnap.cli import run; run()"]
+
+
+CAPSNAP = capsnap_cmd(SRC)
 
 
 def env() -> dict[str, str]:
-    subprocess.run(["/usr/bin/python3", "-m", "compileall", "-q", str(REPO / "src")],
+    subprocess.run(["/usr/bin/python3", "-m", "compileall", "-q", str(SRC)],
                    check=True, capture_output=True, env=dict(os.environ,
                                                              PYTHONDONTWRITEBYTECODE=""))
-    out = dict(os.environ, PYTHONPATH=str(REPO / "src"))
+    out = dict(os.environ, PYTHONPATH=str(SRC))
     out.pop("PYTHONDONTWRITEBYTECODE", None)
     return out
 
@@ -158,7 +165,7 @@ def bench_memory(sizes: list[int]) -> None:
 
 
 def bench_diff(entries: int, runs: int) -> None:
-    sys.path.insert(0, str(REPO / "src"))
+    sys.path.insert(0, str(REPO / "src"))  # the store of this tree writes the data
     from capsnap.store import Row, Store
 
     environ = env()
@@ -189,7 +196,7 @@ def bench_diff(entries: int, runs: int) -> None:
         floor_cpu: list[float] = []
         # What any diff in python pays before reading a row: the interpreter
         # started as capsnap is, and the modules diff needs, sqlite3 included.
-        start_only = [*CAPSNAP[:3], f"import sys; sys.path.append({str(REPO / 'src')!r}); "
+        start_only = [*CAPSNAP[:3], f"import sys; sys.path.append({str(SRC)!r}); "
                       "import capsnap.cli, capsnap.diff, capsnap.store, capsnap.config"]
         for _ in range(runs):
             ours.append(timed([*CAPSNAP, "--db", db, "diff", "a", "b"], environ, ok=(1,),
@@ -214,7 +221,13 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=11)
     parser.add_argument("--files", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--entries", type=int, default=100_000)
+    parser.add_argument("--src", type=Path, help="the src directory of the capsnap to time "
+                        "(default: this tree's)")
     args = parser.parse_args()
+    if args.src:
+        global SRC, CAPSNAP
+        SRC = args.src.resolve()
+        CAPSNAP = capsnap_cmd(SRC)
     resource.setrlimit(resource.RLIMIT_NOFILE, (4096, 4096))
     if args.what == "walk":
         bench_walk(args.runs)
