@@ -574,14 +574,23 @@ def cmd_undeclare(args: argparse.Namespace) -> int:
 
 # --- snapshots: snapshot / snapshots / diff / prune -----------------------------
 
+def _settings(args: argparse.Namespace) -> Any:
+    """capsnap.conf's settings and problems, read once per command."""
+    cached = getattr(args, "settings_", None)
+    if cached is None:
+        from capsnap import config
+
+        cached = args.settings_ = config.load(args.paths_)
+    return cached
+
+
 def _store(args: argparse.Namespace, create: bool = True) -> Any:
-    from capsnap import config
     from capsnap.store import Store
 
     db = getattr(args, "db", None) or args.paths_.snapshot_db
     # The wait capsnap.conf sets for hooks holds for commands too: a locked
     # database is said to be locked within seconds, not after half a minute.
-    return Store(db, create=create, paths=args.paths_, wait=config.load(args.paths_)[0].wait)
+    return Store(db, create=create, paths=args.paths_, wait=_settings(args)[0].wait)
 
 
 def _recorded(args: argparse.Namespace) -> Any:
@@ -610,9 +619,9 @@ def _scope(args: argparse.Namespace) -> Any:
 def take_snapshot(args: argparse.Namespace, store: Any, scope: Any) -> int:
     import time
 
-    from capsnap import config, declarations, scan, snapshot
+    from capsnap import declarations, scan, snapshot
 
-    settings, problems = config.load(args.paths_)
+    settings, problems = _settings(args)
     for problem in problems:
         warn(problem)
     catalogue = declarations.load(args.paths_, _known_bits())
@@ -755,9 +764,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
         actions = store.actions(tid) if tid is not None else {}
         if transaction is None and tid is not None:
             transaction = store.transaction_info(tid)
-        from capsnap import config
-
-        roots = config.load(args.paths_)[0].roots
+        roots = _settings(args)[0].roots
         covered_before = diff.covers(first.scope, roots)
         if second is not None:
             changes = diff.grouped(diff.compare_pairs(
