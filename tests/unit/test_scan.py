@@ -229,3 +229,32 @@ def test_expand_roots_takes_no_symlink_and_no_dot_dot(tmp_path: Path, mode: str)
         assert scan.expand_roots(fd, ("/.lib*", "/", "/usr")) == ["/"]
     finally:
         os.close(fd)
+
+
+def test_every_share_of_a_walk_is_taken_once_whichever_process_takes_it() -> None:
+    """Shares go to whichever process asks next (a fixed split left one
+    process most of /usr): three processes taking from one queue get each
+    share exactly once between them."""
+    frontier: list[tuple[int, bytes]] = [(0, f"d{n}".encode()) for n in range(1000)]
+    queue = scan._Queue(frontier)
+    try:
+        readers = []
+        for _ in range(2):
+            read_end, write_end = os.pipe()
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover (a child)
+                taken = []
+                while share := queue.take():
+                    taken.extend(name.decode() for _, name in share)
+                os.write(write_end, json.dumps(taken).encode())
+                os._exit(0)
+            os.close(write_end)
+            readers.append((pid, read_end))
+        taken = [name.decode() for share in iter(queue.take, []) for _, name in share]
+        for pid, read_end in readers:
+            with os.fdopen(read_end, "rb") as f:
+                taken += json.loads(f.read())
+            assert os.waitpid(pid, 0)[1] == 0
+    finally:
+        queue.close()
+    assert sorted(taken) == sorted(name.decode() for _, name in frontier)
