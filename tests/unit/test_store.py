@@ -270,3 +270,18 @@ def test_changed_pairs_are_what_a_full_merge_of_both_snapshots_finds(tmp_path: P
             assert len(seen) == len(set(seen)) and differing <= set(seen)
             assert all(x == by_a.get((x or y).path) and y == by_b.get((x or y).path)  # type: ignore[union-attr]
                        for x, y in pairs)
+
+
+def test_changed_pairs_merge_the_two_snapshots_without_a_sort(tmp_path: Path) -> None:
+    """The comparison relies on the columns' stored order: a migration that
+    reorders them would make every diff sort both snapshots again."""
+    with Store(str(tmp_path / "c.db")) as store:
+        first = store.add_snapshot("full", "/", rows(3))
+        second = store.add_snapshot("full", "/", rows(4))
+        captured: list[str] = []
+        store.db.set_trace_callback(captured.append)
+        list(store.changed_pairs(first, second))
+        store.db.set_trace_callback(None)
+        query = next(q for q in captured if "EXCEPT" in q)
+        plan = " | ".join(r[3] for r in store.db.execute(f"EXPLAIN QUERY PLAN {query}"))
+    assert plan.count("MERGE (EXCEPT)") == 2 and "TEMP B-TREE" not in plan, plan
