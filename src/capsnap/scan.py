@@ -530,27 +530,37 @@ def _walk_opened(starts: list[_Start], home: int | None,
     early: list[Found] = []
     level: list[_Item] = [(i, b"") for i in range(len(starts))]
     frontier = _frontier(walker, level, 64 * workers, early) if workers > 1 else level
-    queue = _Queue(frontier) if workers > 1 and len(frontier) > 1 else None
+    queue = _Queue(frontier, workers) if workers > 1 and len(frontier) > 1 else None
     try:
         yield from _walk_shared(walker, starts, opener, early, frontier, queue, stats,
                                 progress, workers)
     finally:
         if queue is not None:
+            queue.leave(0)  # a caller that stops early leaves no worker waiting for it
             queue.close()
 
 
 class _Queue:
-    """The shares of a walk, for each process to take the next one when it
-    is done with the last: how much a subtree holds is known only once it
-    is read, and a fixed split left one process with most of /usr.
+    """The work of a walk's processes, shared as they go.
 
-    The share numbers are written to a pipe before the workers are forked;
-    a pipe read of 4 bytes takes one whole number, whichever process reads.
+    First the shares of the top of the tree, for each process to take the
+    next one when it is done with the last: their numbers are written to a
+    pipe before the workers are forked, and a pipe read of 4 bytes takes one
+    whole number, whichever process reads.  Then, as one subtree can hold a
+    third of /usr, a process that runs dry says so in a shared status byte,
+    and one that still holds directories to read gives it half of them, as
+    one 4096-byte record (a pipe write that size is whole, and so is the
+    read) in a second pipe.  The walk ends when every process is waiting
+    and no record is left.
     """
 
     GROUPS = 256  # 1 KiB of numbers: within the smallest pipe buffer (a page)
+    RECORD = 4096  # PIPE_BUF: written and read whole
+    BUSY, WAITING, GONE = 0, 1, 2
 
-    def __init__(self, frontier: list[_Item]) -> None:
+    def __init__(self, frontier: list[_Item], processes: int) -> None:
+        import mmap
+
         groups = min(len(frontier), self.GROUPS)
         self.shares = [frontier[i::groups] for i in range(groups)]
         self.fd, write_end = os.pipe()
@@ -558,6 +568,14 @@ class _Queue:
             os.write(write_end, struct.pack(f"<{groups}I", *range(groups)))
         finally:
             os.close(write_end)  # then a read past the last number is the end
+        self.given, self.give = os.pipe()
+        os.set_blocking(self.given, False)
+        os.set_blocking(self.give, False)
+        # One byte per process, shared by the fork (an anonymous map is MAP_SHARED).
+        self.status = mmap.mmap(-1, processes)
+        self.me = 0
+        self.parent = os.getpid()
+        self.since_given = 0
 
     def take(self) -> list[_Item]:
         data = os.read(self.fd, 4)
@@ -565,8 +583,64 @@ class _Queue:
             return []
         return list(self.shares[struct.unpack("<I", data)[0]])
 
+    def offer(self, todo: list[_Item]) -> None:
+        """Give half of `todo` to a process that waits for work, if one does."""
+        self.since_given += 1
+        if len(todo) < 2 or self.since_given < 8 or self.status.find(b"\x01") < 0:
+            return
+        self.since_given = 0
+        half = len(todo) // 2
+        # The oldest directories: the highest in the tree, the most below them.
+        given, todo[:half] = todo[:half], []
+        while given:
+            count = len(given)
+            while True:
+                data = marshal.dumps(given[:count])
+                if len(data) <= self.RECORD - 4 or count == 1:
+                    break
+                count //= 2
+            if len(data) > self.RECORD - 4:
+                todo.extend(given[:1])  # a path too long for a record: read it here
+                given = given[1:]
+                continue
+            try:
+                os.write(self.give, struct.pack("<I", len(data)) + data +
+                         bytes(self.RECORD - 4 - len(data)))
+            except BlockingIOError:
+                todo.extend(given)  # the pipe is full: keep the rest
+                return
+            given = given[count:]
+
+    def wait(self, todo: list[_Item]) -> bool | None:
+        """One round of waiting for work: True when some was put in `todo`,
+        False when the walk is done, None to be called again."""
+        self.status[self.me] = self.WAITING
+        # Whether everyone waits is read before the pipe is: a record given
+        # before a process waited is then seen (one is given only by a busy one).
+        everyone = self.status.find(bytes([self.BUSY])) < 0
+        try:
+            data = os.read(self.given, self.RECORD)
+        except BlockingIOError:
+            data = b""
+        if data:
+            self.status[self.me] = self.BUSY
+            (size,) = struct.unpack_from("<I", data)
+            todo.extend(marshal.loads(data[4:4 + size]))
+            return True
+        if everyone or (self.me and os.getppid() != self.parent):
+            self.status[self.me] = self.GONE
+            return False
+        time.sleep(0.002)
+        return None
+
+    def leave(self, slot: int) -> None:
+        """A process is gone (ended, or died): nobody waits for it."""
+        self.status[slot] = self.GONE
+
     def close(self) -> None:
-        os.close(self.fd)
+        for fd in (self.fd, self.given, self.give):
+            os.close(fd)
+        self.status.close()
 
 
 def _walk_shared(walker: _Walker, starts: list[_Start], opener: _Opener, early: list[Found],
@@ -574,7 +648,8 @@ def _walk_shared(walker: _Walker, starts: list[_Start], opener: _Opener, early: 
                  progress: Callable[[WalkStats], None] | None,
                  workers: int) -> Iterator[Found]:
     children: list[tuple[int, int]] = []  # (pid, read end)
-    for _ in range(workers - 1):
+    slots: list[int] = []  # each child's status byte in the queue
+    for slot in range(1, workers):
         if queue is None:
             break  # nothing to share
         read_end, write_end = os.pipe()
@@ -583,19 +658,28 @@ def _walk_shared(walker: _Walker, starts: list[_Start], opener: _Opener, early: 
         except OSError:
             os.close(read_end)
             os.close(write_end)
-            break  # no fork: the others, this process included, take its shares
+            for unused in range(slot, workers):
+                queue.leave(unused)  # never started: nobody waits for them
+            break  # the others, this process included, take their shares
         if pid == 0:  # the worker: walk, report, and leave without cleanup
             status = 1
             try:
                 os.close(read_end)
+                queue.me = slot
                 # A worker never goes back: it can always read from inside.
                 worker = _Walker(starts, opener, None, by_cwd=True)
                 todo: list[_Item] = []
-                while todo or (todo := queue.take()):
+                while True:
+                    if not todo and not (todo := queue.take()):
+                        while (got := queue.wait(todo)) is None:
+                            pass
+                        if not got:
+                            break
                     for item in worker.read_directory(todo.pop(), todo):
                         _send(write_end, ("found", tuple(item)))
                     if worker.directories % 64 == 0:
                         _send(write_end, ("count", worker.files, worker.directories))
+                    queue.offer(todo)
                 _send(write_end, ("done", worker.files, worker.directories,
                                   worker.unreadable))
                 status = 0
@@ -603,6 +687,7 @@ def _walk_shared(walker: _Walker, starts: list[_Start], opener: _Opener, early: 
                 os._exit(status)
         os.close(write_end)
         children.append((pid, read_end))
+        slots.append(slot)
 
     inbox: collections.deque[Any] = collections.deque()
     child_counts = [[0, 0] for _ in children]
@@ -650,11 +735,20 @@ def _walk_shared(walker: _Walker, starts: list[_Start], opener: _Opener, early: 
         for item in collect():
             stats.found += 1
             yield item
-        if not todo and queue is not None:
-            todo = queue.take()
+        if not todo and queue is not None and not (todo := queue.take()):
+            for slot, reader in zip(slots, readers, strict=True):
+                if not reader.is_alive():
+                    queue.leave(slot)  # its pipe is closed: it is gone, whatever it said
+            got = queue.wait(todo)
+            if got is None:
+                continue  # what the workers found meanwhile, then wait again
+            if not got:
+                break
         if not todo:
             break
         pending = walker.read_directory(todo.pop(), todo)
+        if queue is not None:
+            queue.offer(todo)
         if progress is not None and time.monotonic() - last >= 0.25:
             last = time.monotonic()
             publish()

@@ -236,7 +236,7 @@ def test_every_share_of_a_walk_is_taken_once_whichever_process_takes_it() -> Non
     process most of /usr): three processes taking from one queue get each
     share exactly once between them."""
     frontier: list[tuple[int, bytes]] = [(0, f"d{n}".encode()) for n in range(1000)]
-    queue = scan._Queue(frontier)
+    queue = scan._Queue(frontier, 3)
     try:
         readers = []
         for _ in range(2):
@@ -258,3 +258,31 @@ def test_every_share_of_a_walk_is_taken_once_whichever_process_takes_it() -> Non
     finally:
         queue.close()
     assert sorted(taken) == sorted(name.decode() for _, name in frontier)
+
+
+def test_work_given_between_processes_is_walked_once(tmp_path: Path, mode: str) -> None:
+    """Most of the tree under one share: the process that takes it gives
+    directories to those that run dry; every file is still counted once and
+    every capability found once, however the work went round."""
+    root = tmp_path / "root"
+    big = root / "srv" / "big"
+    for i in range(40):
+        for j in range(20):
+            leaf = big / f"b{i:02}" / f"c{j:02}"
+            leaf.mkdir(parents=True)
+            (leaf / "f").write_bytes(b"")
+    for n in range(200):
+        (root / "srv" / f"small{n:03}").mkdir(parents=True)
+    for name in ("b07/c13/cap", "b39/c00/cap", "b00/c19/cap"):
+        with_cap(big / name)
+    expected = [b"/srv/big/b00/c19/cap", b"/srv/big/b07/c13/cap", b"/srv/big/b39/c00/cap"]
+    least = []
+    for workers in (1, 2, 3, 3, 4):
+        found, stats = walk(root, ["/srv"], workers)
+        assert [f.path for f in found] == expected, workers
+        assert (stats.files, stats.directories, stats.unreadable) == \
+            (803, 1 + 1 + 40 + 800 + 200, []), workers
+        least.append(min(part[1] for part in stats.parts))
+    # Without giving, the processes that did not take /srv/big read only empty
+    # directories: 200 between them.
+    assert max(least[1:]) > 200, least
