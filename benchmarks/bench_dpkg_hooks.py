@@ -40,7 +40,8 @@ def timed(root: Path, deb: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("capsnap_deb", type=Path)
+    parser.add_argument("debs", type=Path, nargs="+", metavar="DEB",
+                        help="capsnap's .debs (capsnap and python3-capsnap)")
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
@@ -51,7 +52,7 @@ def main() -> None:
         sh_only = stack.enter_context(overlay_system(Path(tmp) / "sh"))
         without = stack.enter_context(overlay_system(Path(tmp) / "without"))
         for root in (with_hooks, floor, sh_only):
-            installed = inside(root, "dpkg", "-i", put(root, args.capsnap_deb))
+            installed = inside(root, "dpkg", "-i", *(put(root, deb) for deb in args.debs))
             if installed.returncode != 0:
                 sys.exit(installed.stderr)
         # What the design costs before capsnap does anything: its file

@@ -1305,6 +1305,10 @@ def _main(argv: Sequence[str] | None = None) -> int:
 
         if argv[1] in hook.HOOKS:
             return hook.run(argv[1], SystemPaths.select(), None, _known_bits())
+        if argv[1] == "dpkg-serve":  # started by dpkg's pre-invoke line, not a hook of its own
+            from capsnap import background
+
+            return background.serve(SystemPaths.select(), _known_bits())
     args = _plain_args(argv) or build_parser(_command_named(argv)).parse_args(argv)
     from capsnap.paths import SystemPaths
 

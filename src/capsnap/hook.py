@@ -53,6 +53,9 @@ class Context(NamedTuple):
     # fails afterwards reports it, never reapplies twice or not at all.
     reapplied: list[list[reapply.Finding]]
     store_failed: list[bool]  # [True] once the store could not be used
+    # The process the hook runs under: its parent, or for the background
+    # process of dpkg's run (capsnap.background) that dpkg itself.
+    parent: int
 
 
 def _store(ctx: Context) -> Store:
@@ -88,10 +91,10 @@ def _proc_stat(pid: int) -> tuple[str, list[str]] | None:
     return stat[stat.find("(") + 1:stat.rfind(")")], fields
 
 
-def _ancestors() -> list[tuple[int, str, str]]:
-    """(pid, command name, start time) of each process above this one."""
+def _ancestors(parent: int) -> list[tuple[int, str, str]]:
+    """(pid, command name, start time) of `parent` and each process above it."""
     out: list[tuple[int, str, str]] = []
-    pid = os.getppid()
+    pid = parent
     while pid > 1 and len(out) < 32:
         found = _proc_stat(pid)
         if found is None:
@@ -102,13 +105,13 @@ def _ancestors() -> list[tuple[int, str, str]]:
     return out
 
 
-def _process_start(pid: int) -> str | None:
+def process_start(pid: int) -> str | None:
     """A process's start time (clock ticks since boot): with the pid, who it is."""
     found = _proc_stat(pid)
     return found[1][19] if found is not None else None
 
 
-def _boot_id() -> str:
+def boot_id() -> str:
     try:
         with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
             return f.read().strip()
@@ -116,13 +119,13 @@ def _boot_id() -> str:
         return ""
 
 
-def _front_end() -> str:
+def _front_end(parent: int) -> str:
     """The process that runs this hook through sh (apt, aptitude, nala, ...),
     as "pid starttime": the start time tells a reused pid apart.  apt runs
     hooks from a forked copy of itself, so the topmost of a run of same-named
     processes is the one dpkg will run under."""
     found = None
-    for pid, name, started in _ancestors():
+    for pid, name, started in _ancestors(parent):
         if found is None and name in _SHELLS:
             continue
         if found is not None and name != found[1]:
@@ -248,9 +251,13 @@ TRACKED = Scope("tracked")
 
 
 def _marker(ctx: Context) -> str:
+    return marker_path(ctx.paths)
+
+
+def marker_path(paths: SystemPaths) -> str:
     """Exists while a transaction is open; capsnap's postinst reads it from sh
     to skip the trigger run that the post-invoke hook makes redundant."""
-    return os.path.join(ctx.paths.state_dir, "transaction-open")
+    return os.path.join(paths.state_dir, "transaction-open")
 
 
 class Owner(NamedTuple):
@@ -263,19 +270,24 @@ class Owner(NamedTuple):
 
     def alive(self) -> bool:
         """Still running, this boot: a marker of a killed run is stale."""
-        return self.boot == _boot_id() and _process_start(self.pid) == self.started
+        return self.boot == boot_id() and process_start(self.pid) == self.started
 
-    def is_ancestor(self) -> bool:
-        """The very process this hook runs under."""
-        return self.boot == _boot_id() and any(
-            pid == self.pid and started == self.started for pid, _, started in _ancestors())
+    def is_ancestor(self, parent: int) -> bool:
+        """The very process a hook running under `parent` runs under."""
+        return self.boot == boot_id() and any(
+            pid == self.pid and started == self.started
+            for pid, _, started in _ancestors(parent))
 
 
 def _marker_owner(ctx: Context) -> Owner | None:
+    return marker_owner(ctx.paths)
+
+
+def marker_owner(paths: SystemPaths) -> Owner | None:
     """The marker's owner; None when there is no marker or it names nobody
     (an old or damaged one), which is never trusted."""
     try:
-        text = confine.read_bytes(ctx.paths, _marker(ctx)).decode("ascii", "replace")
+        text = confine.read_bytes(paths, marker_path(paths)).decode("ascii", "replace")
     except (OSError, CapsnapError):
         return None
     fields = text.split()
@@ -286,10 +298,10 @@ def _marker_owner(ctx: Context) -> Owner | None:
 
 def _mark_open(ctx: Context, manager: str) -> None:
     """Leave the marker, naming the manager, the process that runs it and the boot."""
-    front_end = _front_end() or f"{os.getppid()} {_process_start(os.getppid())}"
+    front_end = _front_end(ctx.parent) or f"{ctx.parent} {process_start(ctx.parent)}"
     try:
         confine.write_atomically(ctx.paths, _marker(ctx),
-                                 f"{manager} {front_end} {_boot_id()}\n".encode("ascii"))
+                                 f"{manager} {front_end} {boot_id()}\n".encode("ascii"))
     except CapsnapError as exc:
         ctx.report(str(exc))
     except OSError as exc:
@@ -300,7 +312,7 @@ def _inside_apts_transaction(ctx: Context) -> bool:
     """Whether apt's hooks hold a transaction open and this process runs under
     the very front end that opened it (not a stale marker of a killed one)."""
     owner = _marker_owner(ctx)
-    return owner is not None and owner.manager == "apt" and owner.is_ancestor()
+    return owner is not None and owner.manager == "apt" and owner.is_ancestor(ctx.parent)
 
 
 def _close_stale(ctx: Context, store: Store, owner_alive: bool) -> None:
@@ -485,8 +497,10 @@ def _retain(ctx: Context, store: Store) -> None:
 def _clear_markers(ctx: Context) -> None:
     """Remove the marker, dpkg's status link and the transaction's reported
     problems; nothing to say about one that is not there."""
+    from capsnap import background
+
     for leftover in (_status_before(ctx), _caps_before(ctx), _marker(ctx),
-                     _reported_file(ctx)):
+                     _reported_file(ctx), *background.files(ctx.paths)):
         try:
             confine.unlink(ctx.paths, leftover)
         except FileNotFoundError:
@@ -602,6 +616,12 @@ def apt_post_invoke(ctx: Context) -> int:
 
 
 def dpkg_post_invoke(ctx: Context) -> int:
+    from capsnap import background
+
+    # Run here, not by the background process dpkg's pre-invoke line
+    # started (capsnap.background): that one is stopped, hung or late, and
+    # must not outlive the run or do the work twice.
+    background.stop(ctx.paths)
     if _inside_apts_transaction(ctx):
         # Restore between apt's dpkg runs too; apt's post-invoke records it.
         return _failures(_reapply(ctx, None), ctx)
@@ -739,7 +759,7 @@ def dpkg_finish(ctx: Context) -> int:
     try:
         # Only this very dpkg's marker and link say when and from what it
         # began: one a killed run left behind is stale, never trusted.
-        if owner is None or owner.manager != "dpkg" or not owner.is_ancestor():
+        if owner is None or owner.manager != "dpkg" or not owner.is_ancestor(ctx.parent):
             raise FileNotFoundError
         started_ns = confine.lstat(ctx.paths, _marker(ctx)).st_mtime_ns
         before, after = dpkg.changed_versions(ctx.paths, _status_before(ctx))
@@ -902,16 +922,18 @@ def _cut(messages: list[str], limit: int, where: str) -> list[str]:
 
 
 def run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
-        stdin: TextIO = sys.stdin) -> int:
-    """Run one hook; the exit code for the package manager (0 unless strict)."""
+        stdin: TextIO = sys.stdin, parent: int | None = None) -> int:
+    """Run one hook; the exit code for the package manager (0 unless strict).
+    `parent`: the process it runs for, when that is not its parent."""
     try:
-        return _run(name, paths, db, known_bits, stdin)
+        return _run(name, paths, db, known_bits, stdin,
+                    os.getppid() if parent is None else parent)
     finally:
         confine.release()
 
 
 def _run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
-         stdin: TextIO) -> int:
+         stdin: TextIO, parent: int) -> int:
     os.umask(0o022)  # apt's hooks inherit their caller's umask
     settings, problems = config.load(paths)
     messages: list[str] = list(problems)
@@ -920,7 +942,8 @@ def _run(name: str, paths: SystemPaths, db: str | None, known_bits: int,
         messages.append(message)
 
     ctx = Context(paths, db or paths.snapshot_db, known_bits, stdin, report, [0],
-                  settings.roots, settings.wait, (settings.keep, settings.keep_days), [], [])
+                  settings.roots, settings.wait, (settings.keep, settings.keep_days), [], [],
+                  parent)
     failures = 0
     owner = _marker_owner(ctx)
     seen = _reported(ctx, owner)
