@@ -35,14 +35,14 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         debs = [str(deb) for deb in build_debs(Path(tmp))]
-        main_deb = next(deb for deb in debs if Path(deb).name.startswith("capsnap_"))
         results = {
             "check": bench("bench_check.py", "--runs", "21"),
             "snapshot walk": bench("bench_snapshot.py", "walk", "--runs", "11"),
             "snapshot memory": bench("bench_snapshot.py", "memory", "--files", "10000",
                                      "100000", "1000000"),
             "snapshot diff": bench("bench_snapshot.py", "diff", "--runs", "11"),
-            "dpkg hooks": bench("bench_dpkg_hooks.py", main_deb, "--runs", "21"),
+            "dpkg hooks": bench("bench_dpkg_hooks.py", "--runs", "21",
+                                *(deb for deb in debs if not Path(deb).name.startswith("dh-"))),
             "storage": bench("bench_storage.py", "--deb", *debs),
         }
         if args.ansible_bin:
