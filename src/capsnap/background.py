@@ -41,10 +41,6 @@ from capsnap import confine
 from capsnap.errors import CapsnapError
 from capsnap.paths import SystemPaths
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from capsnap.store import Store
-
 LIFETIME = 3600.0  # seconds: dpkg may wait at a debconf prompt, not for ever
 _WRITE_BOUND = 10.0  # seconds to hand the answer over to a reader that went away
 NAME = "dpkg-serve"
@@ -110,26 +106,22 @@ def _fifo(state: int, name: str) -> int:
     return fd
 
 
-def _prepare(paths: SystemPaths) -> Store | None:
-    """What the post-invoke hook imports, imported while dpkg unpacks; and
-    a connection to the store, kept open until after the answer, so that
-    the hook's own, when it closes, is not the last one, which folds
-    SQLite's write-ahead log into the database (a checkpoint, an fsync)."""
+def _prepare() -> None:
+    """What the post-invoke hook imports, imported while dpkg unpacks.
+
+    Nothing is left to do after the answer: dpkg ends on it, and whoever
+    runs next (a script, a test removing the state directory) must find
+    capsnap done.  So the SQLite checkpoint of the hook's last connection
+    and the cache writes stay before it (kept for later, they saved 3 ms).
+    """
     import ctypes  # noqa: F401  (birth times)
     import json  # noqa: F401  (the log's records)
     import re  # noqa: F401  (the status file's paragraphs)
-    import sqlite3
+    import sqlite3  # noqa: F401
     import zlib  # noqa: F401
 
     from capsnap import captext, declarations, reapply, snapshot, store, xattr  # noqa: F401
     from capsnap.declarations import dpkg, dpkg_script, local, rpm  # noqa: F401
-
-    if not confine.exists(paths, paths.snapshot_db):
-        return None
-    try:
-        return store.Store(paths.snapshot_db, create=False, paths=paths, wait=0)
-    except (CapsnapError, sqlite3.Error):
-        return None
 
 
 def serve(paths: SystemPaths, known_bits: int) -> int:
@@ -170,14 +162,9 @@ def _serve(paths: SystemPaths, known_bits: int, started: float) -> int:
         try:
             if hook.marker_owner(paths) != owner:
                 return 0  # the run ended meanwhile (its hook did the work)
-            kept = _prepare(paths)
-            try:
-                if not _wait_for_request(dpkg, request, owner.pid, started + LIFETIME):
-                    return 0
+            _prepare()
+            if _wait_for_request(dpkg, request, owner.pid, started + LIFETIME):
                 _answer(paths, known_bits, owner.pid, answer)
-            finally:
-                if kept is not None:
-                    kept.close()
             return 0
         finally:
             _remove_own(state, me)
@@ -216,11 +203,10 @@ def _answer(paths: SystemPaths, known_bits: int, dpkg_pid: int, answer: int) -> 
     import io
     import sys
 
-    from capsnap import cache, hook
+    from capsnap import hook
 
     said = io.StringIO()
     saved, sys.stderr = sys.stderr, said
-    cache.hold()
     try:
         status = hook.run("dpkg-post-invoke", paths, None, known_bits, parent=dpkg_pid)
     finally:
@@ -230,7 +216,6 @@ def _answer(paths: SystemPaths, known_bits: int, dpkg_pid: int, answer: int) -> 
             + f"done {status}\n").encode("utf-8", "surrogateescape")
     _write_all(answer, data, time.monotonic() + _WRITE_BOUND)
     os.close(answer)
-    cache.flush()
 
 
 def _write_all(fd: int, data: bytes, deadline: float) -> None:

@@ -68,33 +68,10 @@ def read_marshal(paths: SystemPaths, host_path: str) -> dict[str, object]:
     return data if isinstance(data, dict) else {}
 
 
-# Saves held back while a package manager waits for an answer
-# (capsnap.background): a cache is worth its write only to the next run.
-_held: list[tuple[SystemPaths, str, dict[str, object]]] | None = None
-
-
-def hold() -> None:
-    """Keep saves in memory until flush()."""
-    global _held
-    _held = []
-
-
-def flush() -> None:
-    """Write what hold() kept back (the newest save of each cache)."""
-    global _held
-    held, _held = _held or [], None
-    latest = {(paths, name): data for paths, name, data in held}
-    for (paths, name), data in latest.items():
-        save(paths, name, data)
-
-
 def save(paths: SystemPaths, name: str, data: dict[str, object]) -> None:
     """Replace the cache `name` atomically; best effort (a read-only or
     unprivileged run, or a cache directory others could write, simply has
     no cache)."""
-    if _held is not None:
-        _held.append((paths, name, data))
-        return
     try:
         payload = marshal.dumps({**data, "format": _FORMAT})
         confine.write_atomically(paths, _path(paths, name), payload)

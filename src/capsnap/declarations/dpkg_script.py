@@ -59,10 +59,10 @@ def _scan(paths: SystemPaths) -> dict[str, list[list[object]]]:
             before: dict[str, object] = old if isinstance(old, dict) else {}
             scripts: dict[str, object] = {}
             found = {}
-            for name in sorted(os.listdir(info)):
-                stem, dot, kind = name.rpartition(".")
-                if not dot or kind not in SCRIPTS:
-                    continue
+            suffixes = tuple(f".{kind}" for kind in SCRIPTS)
+            # Thousands of names, a few hundred scripts: only these are sorted.
+            for name in sorted(n for n in os.listdir(info) if n.endswith(suffixes)):
+                stem = name[:name.rindex(".")]
                 try:
                     st = os.stat(name, dir_fd=info, follow_symlinks=False)
                     list_st = os.stat(f"{stem}.list", dir_fd=info, follow_symlinks=False)
@@ -149,7 +149,7 @@ def _status(paths: SystemPaths, names: set[str]) -> dict[str, tuple[str, str]]:
         return {k: (v[0], v[1]) for k, v in hit.items()}
     out: dict[str, tuple[str, str]] = {}
     try:
-        paragraphs = dpkg.database_paragraphs(paths)
+        paragraphs = _paragraphs_of(paths, {name.split(":", 1)[0] for name in names})
     except (OSError, CapsnapError):
         return out
     for para in paragraphs:
@@ -162,6 +162,29 @@ def _status(paths: SystemPaths, names: set[str]) -> dict[str, tuple[str, str]]:
                 break
     cache.save(paths, f"{SOURCE}-status", {"key": key, "status": {
         k: [v[0], v[1]] for k, v in out.items()}})
+    return out
+
+
+def _paragraphs_of(paths: SystemPaths, packages: set[str]) -> list[str]:
+    """The status paragraphs of the packages named (every one when dpkg's
+    journal holds updates): after every dpkg run the cache above misses,
+    and a hook need not split a thousand paragraphs to find a few."""
+    from capsnap.declarations import dpkg
+
+    if dpkg._journal(paths):
+        return dpkg.database_paragraphs(paths)
+    data = dpkg._status_bytes(paths, paths.dpkg_status)
+    out = []
+    for package in sorted(packages):
+        needle = f"Package: {package}\n".encode("utf-8", "surrogateescape")
+        at = 0 if data.startswith(needle) else data.find(b"\n" + needle)
+        while at >= 0:
+            previous = data.rfind(b"\n\n", 0, at + 1) if at else -1
+            start = previous + 2 if previous >= 0 else 0
+            end = data.find(b"\n\n", at)
+            end = len(data) if end < 0 else end
+            out.append(data[start:end].strip(b"\n").decode("utf-8", "surrogateescape"))
+            at = data.find(b"\n" + needle, end)
     return out
 
 
