@@ -378,9 +378,11 @@ def test_a_flood_of_bad_entries_is_cut_short(machine: Machine) -> None:
 # --- hooks killed at random points -------------------------------------------
 
 KILLER = """#!/bin/sh
-# Run capsnap, but kill the hook named in /etc/capsnap-kill at a random point.
+# Run capsnap, but kill the hook named in /etc/capsnap-kill at a random point
+# (for dpkg-post-invoke, the background process that does its work too).
 victim=$(cat /etc/capsnap-kill 2>/dev/null)
-if [ "$1" = hook ] && [ "$2" = "$victim" ]; then
+if [ "$1" = hook ] && { [ "$2" = "$victim" ] ||
+        { [ "$2" = dpkg-serve ] && [ "$victim" = dpkg-post-invoke ]; }; }; then
     delay=$(shuf -i 0-250 -n 1)
     exec timeout -s KILL "0.$(printf %03d "$delay")" /usr/bin/capsnap.real "$@"
 fi
