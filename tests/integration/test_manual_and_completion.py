@@ -91,7 +91,7 @@ def test_every_exit_code_and_state_file_is_in_the_man_page() -> None:
         assert f"\n.B {code}\n" in status, code
     files = MAN.split(".SH FILES", 1)[1].split(".SH", 1)[0].replace("\\-", "-")
     for name in ("capsnap.db", "capsnap.db.lock", "transaction-open", "dpkg-status.before",
-                 "transaction-reported", "packages/"):
+                 "dpkg-caps.before", "dpkg-serve.pid", "transaction-reported", "packages/"):
         assert f"/var/lib/capsnap/{name}" in files, name
     diff = commands_section("diff")
     for label in ("lost", "gained", "changed", "replaced", "removed", "new", "caps kept",
