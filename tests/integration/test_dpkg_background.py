@@ -51,7 +51,13 @@ class Machine:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
                                      "LC_ALL": "C.UTF-8"})
-        self.wait_for(lambda: self.background() is not None, "the background process")
+        try:
+            self.wait_for(lambda: self.background() is not None, "the background process")
+        except AssertionError:
+            self.go()
+            dpkg.kill()
+            dpkg.communicate()
+            raise
         return dpkg
 
     def go(self) -> None:
