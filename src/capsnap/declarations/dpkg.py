@@ -175,8 +175,19 @@ def _status_bytes(paths: SystemPaths, path: str) -> bytes:
     return data
 
 
+_decoded: dict[str, tuple[bytes, str]] = {}
+
+
 def _read_status(paths: SystemPaths, path: str) -> str:
-    return _status_bytes(paths, path).decode("utf-8", "surrogateescape")
+    """The same as text, decoded once while it is unchanged (a hook asks for
+    the version of each of a hundred packages)."""
+    data = _status_bytes(paths, path)
+    known = _decoded.get(path)
+    if known is not None and known[0] is data:
+        return known[1]
+    text = data.decode("utf-8", "surrogateescape")
+    _decoded[path] = (data, text)
+    return text
 
 
 def _has_field(paragraph: str) -> bool:
@@ -639,6 +650,21 @@ def _lines(data: bytes) -> list[str]:
     return [line for line in data.decode("utf-8", "surrogateescape").split("\n") if line.strip()]
 
 
+_listed: dict[tuple[int, int, int], list[str]] = {}
+
+
+def _list_names(info: int) -> list[str]:
+    """The names in dpkg's info directory (thousands), listed once per
+    process while it is unchanged: a hook looks for the list of each
+    Multi-Arch: same package it snapshots."""
+    st = os.fstat(info)
+    key = (st.st_dev, st.st_ino, st.st_mtime_ns)
+    names = _listed.get(key)
+    if names is None:
+        names = _listed[key] = os.listdir(info)
+    return names
+
+
 def package_files(paths: SystemPaths, package: str) -> list[str] | None:
     """The files dpkg lists for an installed package, or None if it has none."""
     bare = package.split(":", 1)[0]
@@ -649,7 +675,7 @@ def package_files(paths: SystemPaths, package: str) -> list[str] | None:
                     return _lines(confine.read_in(info, name))
                 except FileNotFoundError:
                     continue
-            multiarch = [n for n in os.listdir(info)
+            multiarch = [n for n in _list_names(info)
                          if n.startswith(bare + ":") and n.endswith(".list")]
             files: list[str] = []
             for name in multiarch:
