@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import marshal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -76,8 +75,8 @@ def test_python_debian_parses_without_its_unused_imports() -> None:
 import sys
 sys.path.insert(0, {str(SRC)!r})
 from capsnap.declarations import dpkg
-from capsnap.declarations.entries import Fallback
-(field,) = dpkg._parse_paragraphs(["Package: a\\nVersion: 1\\nFile-Capabilities:\\n /x cap_kill=ep"])
+text = "Package: a\\nVersion: 1\\nFile-Capabilities:\\n /x cap_kill=ep"
+(field,) = dpkg._parse_paragraphs([text])
 assert field["field"] == "\\n /x cap_kill=ep", field
 assert not {{"chardet", "email.utils", "apt_pkg"}} & set(sys.modules), sorted(sys.modules)
 deb822 = dpkg._deb822()
