@@ -69,8 +69,9 @@ def test_a_damaged_cached_field_is_parsed_again(tmp_path: Path, damage: object) 
 
 
 def test_python_debian_parses_without_its_unused_imports() -> None:
-    """deb822 is imported without chardet, email.utils and apt_pkg, which
-    still work for whoever imports them afterwards (and for deb822 itself)."""
+    """deb822 is imported without chardet, email.utils, debian.changelog,
+    subprocess and apt_pkg, which still work for whoever imports them
+    afterwards (and for deb822 itself)."""
     script = f"""
 import sys
 sys.path.insert(0, {str(SRC)!r})
@@ -78,10 +79,12 @@ from capsnap.declarations import dpkg
 text = "Package: a\\nVersion: 1\\nFile-Capabilities:\\n /x cap_kill=ep"
 (field,) = dpkg._parse_paragraphs([text])
 assert field["field"] == "\\n /x cap_kill=ep", field
-assert not {{"chardet", "email.utils", "apt_pkg"}} & set(sys.modules), sorted(sys.modules)
+unused = {{"chardet", "email.utils", "apt_pkg", "debian.changelog", "subprocess"}}
+assert not unused & set(sys.modules), sorted(sys.modules)
 deb822 = dpkg._deb822()
 assert deb822.chardet.detect(b"abc")["encoding"] == "ascii"
 assert deb822.email.utils.formatdate(0).endswith("1970 00:00:00 -0000")
+assert deb822.debian.changelog.Changelog.__name__ == "Changelog"
 import chardet, email.utils
 assert type(chardet) is type(sys) and chardet.detect is deb822.chardet.detect
 assert email.utils is sys.modules["email.utils"] and type(email.utils) is type(sys)

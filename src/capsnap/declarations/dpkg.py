@@ -74,10 +74,11 @@ def database_paragraphs(paths: SystemPaths) -> list[str]:
 
 # What python-debian's deb822 imports but never uses to parse UTF-8 text
 # with its own parser: chardet (guessing the encoding of text that is not
-# UTF-8; such a paragraph is refused before it gets there) and email.utils
-# (dates in .changes files).  Their imports are half of deb822's, which is
-# most of a first run's time; they happen on first use instead.
-_DEFERRED = ("chardet", "email.utils")
+# UTF-8; such a paragraph is refused before it gets there), email.utils
+# (dates in .changes files), debian.changelog (a source package's
+# changelog) and subprocess (gpg).  Their imports are over half of deb822's,
+# which is most of a first run's time; they happen on first use instead.
+_DEFERRED = ("chardet", "email.utils", "debian.changelog", "subprocess")
 
 
 def _deferred(name: str) -> Any:
