@@ -92,3 +92,28 @@ assert email.utils is sys.modules["email.utils"] and type(email.utils) is type(s
     done = subprocess.run(["/usr/bin/python3", "-I", "-c", script], capture_output=True,
                           text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_the_field_is_found_in_any_case_without_lowering_the_file(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(16)
+    spellings = ["File-Capabilities", "file-capabilities", "FILE-CAPABILITIES",
+                 "File-capabilitie", "Filename", "fILE-cAPABILITIES"]
+    for _ in range(200):
+        paragraphs = []
+        for n in range(rng.randint(0, 6)):
+            lines = [f"Package: p{n}"]
+            for _ in range(rng.randint(0, 3)):
+                lines.append(f"{rng.choice(spellings)}:" + rng.choice(["", " x"]))
+                lines.append(" /usr/bin/x cap_kill=ep")
+            paragraphs.append("\n".join(lines))
+        text = "\n\n".join(paragraphs) + rng.choice(["", "\n"])
+        (tmp_path / "var/lib/dpkg").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "var/lib/dpkg/status").write_text(text)
+        paths = SystemPaths.select(root=str(tmp_path))
+        dpkg._read.clear()
+        expected = [p for p in paragraphs
+                    if any(line.lower().startswith("file-capabilities:")
+                           for line in p.split("\n"))]
+        assert dpkg._paragraphs_with_field(paths) == expected

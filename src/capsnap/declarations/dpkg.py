@@ -206,17 +206,33 @@ def _paragraphs_with_field(paths: SystemPaths) -> list[str]:
     if _journal(paths):
         return [p for p in database_paragraphs(paths) if _has_field(p)]
     data = _status_bytes(paths, paths.dpkg_status)
-    lowered = data.lower()  # ASCII only: every offset stays where it was
     out = []
-    at = 0 if lowered.startswith(_FIELD_START) else lowered.find(b"\n" + _FIELD_START)
-    while at >= 0:
+    end = 0
+    for at in _field_lines(data):
+        if at < end:
+            continue  # the field twice in one paragraph: cut out once
         previous = data.rfind(b"\n\n", 0, at + 1) if at else -1
         start = previous + 2 if previous >= 0 else 0
         end = data.find(b"\n\n", at)
         end = len(data) if end < 0 else end
         out.append(data[start:end].strip(b"\n").decode("utf-8", "surrogateescape"))
-        at = lowered.find(b"\n" + _FIELD_START, end)
     return out
+
+
+def _field_lines(data: bytes) -> list[int]:
+    """Where the lines that name the field begin (the newline before each;
+    0 for the first line), ascending.  Its name in any case: found by the
+    lines that begin with its first letter, which in a status file are few,
+    rather than by lowering a megabyte first."""
+    size = len(_FIELD_START)
+    out = [0] if data[:size].lower() == _FIELD_START else []
+    for needle in (b"\n" + _FIELD_START[:1].upper(), b"\n" + _FIELD_START[:1]):
+        at = data.find(needle)
+        while at >= 0:
+            if data[at + 1:at + 1 + size].lower() == _FIELD_START:
+                out.append(at)
+            at = data.find(needle, at + 1)
+    return sorted(out)
 
 
 def packages_with_field(paths: SystemPaths) -> tuple[list[PackageField], list[Problem]]:
