@@ -9,11 +9,14 @@ version is in apt's archive cache, that are not Essential, required or
 important, own no file with capabilities and are not the package tools, boot
 or init) are reinstalled in each, alternating, from the cached archives with
 downloads turned off, so that the network is not measured; the ratio of the
-medians is reported.  A first transaction in each, not measured, creates
-capsnap's database and warms the page cache.
+medians is reported, of wall time and of the CPU time of every process of
+the run (less moved by other work on a shared machine).  A first
+transaction in each, not measured, creates capsnap's database and warms the
+page cache.  --compare-deb measures another build of capsnap (an earlier
+one) in a third overlay, in the same rounds.
 
 Run as root: `.venv/bin/python benchmarks/bench_apt.py [--runs N]
-[--packages N] [--deb FILE ...]`.  Without --deb, capsnap's .debs are built
+[--packages N] [--deb FILE ...] [--compare-deb FILE ...]`.  Without --deb, capsnap's .debs are built
 from a copy of this tree.  Packages missing from the archive cache are
 downloaded once, before anything is timed.
 """
@@ -21,6 +24,7 @@ downloaded once, before anything is timed.
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -74,16 +78,21 @@ def cached_candidates(root: Path, wanted: int) -> list[str]:
     return chosen[::step][:wanted]
 
 
-def reinstall(root: Path, packages: list[str]) -> float:
+def reinstall(root: Path, packages: list[str]) -> tuple[float, float]:
+    """Wall time, and CPU time of every process of the run (apt, dpkg, the
+    hooks and maintainer scripts): less moved by other work on the machine."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = inside(root, *APT, *packages)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
     if done.returncode != 0:
         sys.exit(f"apt-get failed in {root}:\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     problems = [line for line in done.stderr.splitlines() if "capsnap" in line]
     if problems:
         print("\n".join(problems[:10]))
-    return elapsed
+    return elapsed, cpu
 
 
 def main() -> None:
@@ -92,14 +101,22 @@ def main() -> None:
     parser.add_argument("--packages", type=int, default=100)
     parser.add_argument("--deb", type=Path, nargs="+", metavar="FILE",
                         help="capsnap's .deb files (default: built from this tree)")
+    parser.add_argument("--compare-deb", type=Path, nargs="+", metavar="FILE",
+                        help="another build of capsnap's .debs, measured in a third overlay "
+                        "in the same rounds (an earlier version, say)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         debs = args.deb or build_debs(Path(tmp) / "build")
-        with_hooks = stack.enter_context(overlay_system(Path(tmp) / "with"))
         without = stack.enter_context(overlay_system(Path(tmp) / "without"))
-        installed = inside(with_hooks, "dpkg", "-i", *(put(with_hooks, deb) for deb in debs))
-        if installed.returncode != 0:
-            sys.exit(installed.stdout + installed.stderr)
+        roots = {"without capsnap": without}
+        for name, top, files in (("with capsnap", "with", debs),
+                                 ("with --compare-deb", "compare", args.compare_deb)):
+            if not files:
+                continue
+            root = roots[name] = stack.enter_context(overlay_system(Path(tmp) / top))
+            installed = inside(root, "dpkg", "-i", *(put(root, deb) for deb in files))
+            if installed.returncode != 0:
+                sys.exit(installed.stdout + installed.stderr)
         chosen = cached_candidates(without, args.packages)
         if len(chosen) < args.packages:
             sys.exit(f"only {len(chosen)} packages have their .deb in apt's archive cache; "
@@ -107,23 +124,23 @@ def main() -> None:
         files = sum(len((without / f"var/lib/dpkg/info/{name}.list").read_text().splitlines())
                     for name in chosen
                     if (without / f"var/lib/dpkg/info/{name}.list").exists())
-        roots = {"without capsnap": without, "with capsnap": with_hooks}
         for root in roots.values():  # first transaction, not measured
             reinstall(root, chosen)
-        times: dict[str, list[float]] = {name: [] for name in roots}
+        times: dict[str, list[tuple[float, float]]] = {name: [] for name in roots}
         for run in range(args.runs):
-            # Alternate which side goes first: the page cache and the other
-            # helpers' load then favour neither.
+            # Alternate the order: the page cache and other work on the
+            # machine then favour no side.
             order = list(roots) if run % 2 == 0 else list(reversed(roots))
             for name in order:
                 times[name].append(reinstall(roots[name], chosen))
-        base = statistics.median(times["without capsnap"])
+        base = [statistics.median(t[i] for t in times["without capsnap"]) for i in (0, 1)]
         print(f"{len(chosen)} packages ({files} files), e.g. {', '.join(chosen[:4])}, ...; "
               f"{args.runs} paired runs, medians")
         for name in roots:
-            median = statistics.median(times[name])
-            print(f"apt-get install --reinstall, {name:16} {median * 1000:8.1f} ms   "
-                  f"ratio {median / base:.3f}")
+            wall, cpu = (statistics.median(t[i] for t in times[name]) for i in (0, 1))
+            print(f"apt-get install --reinstall, {name:18} {wall * 1000:8.1f} ms   "
+                  f"ratio {wall / base[0]:.3f}   cpu {cpu * 1000:8.1f} ms   "
+                  f"cpu ratio {cpu / base[1]:.3f}")
 
 
 if __name__ == "__main__":
