@@ -5,7 +5,8 @@ declare one capability each in File-Capabilities; the 50 files carry their
 capabilities.  Both sides verify the same 50 files; each is timed as a whole
 process, alternating runs, and the ratio of medians is reported: warm
 (nothing changed since the last run), after a dpkg run (the status file
-rewritten, a package that declares nothing upgraded), and cold (no cache).  Run as root:
+rewritten, a package that declares nothing upgraded), and cold (no cache),
+of wall time and of CPU time.  Run as root:
 
     .venv/bin/python benchmarks/bench_check.py [--runs N]
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -58,13 +60,16 @@ def make_root(top: Path, declared: int = DECLARED) -> tuple[Path, list[Path]]:
     return root, files
 
 
-def timed(cmd: list[str], env: dict[str, str] | None = None) -> float:
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> tuple[float, float]:
+    """Wall time, and CPU time (user + system) of the command and its children."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, env=env)
     elapsed = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         sys.exit(f"{cmd[:4]} failed: {proc.stderr.decode()}")
-    return elapsed
+    return elapsed, after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
 
 
 def main() -> None:
@@ -90,24 +95,27 @@ def main() -> None:
         cache = root / "var/cache/capsnap"
         status = root / "var/lib/dpkg/status"
         original = status.read_text()
-        cold, warm, rewritten, shell = [], [], [], []
+        times: dict[str, list[tuple[float, float]]] = {
+            "cold": [], "warm": [], "after a dpkg run": [], "loop": []}
         for run in range(args.runs):
             shutil.rmtree(cache, ignore_errors=True)
-            cold.append(timed(capsnap, env))
-            warm.append(timed(capsnap, env))
+            times["cold"].append(timed(capsnap, env))
+            times["warm"].append(timed(capsnap, env))
             # What a dpkg run leaves: the status file rewritten, with another
             # package (one declaring nothing) at a new version.
             status.write_text(original.replace("Version: 1.1-1\n", f"Version: 1.1-{run + 2}\n"))
-            rewritten.append(timed(capsnap, env))
-            shell.append(timed(["sh", str(loop)]))
-        m_shell = statistics.median(shell)
-        print(f"{PACKAGES} packages, {len(files)} declarations, {args.runs} runs each (median)")
-        print(f"setcap -v loop                   {m_shell * 1000:7.1f} ms")
-        for name, times in (("warm", warm), ("after a dpkg run", rewritten),
-                            ("cold (no cache)", cold)):
-            median = statistics.median(times)
-            print(f"capsnap check, {name:17} {median * 1000:7.1f} ms   "
-                  f"ratio {median / m_shell:.2f}")
+            times["after a dpkg run"].append(timed(capsnap, env))
+            times["loop"].append(timed(["sh", str(loop)]))
+        wall, cpu = (statistics.median(t[i] for t in times["loop"]) for i in (0, 1))
+        print(f"{PACKAGES} packages, {len(files)} declarations, {args.runs} runs each (median; "
+              "CPU time, user + system, is less moved by other work on the machine)")
+        print(f"setcap -v loop                   {wall * 1000:7.1f} ms   "
+              f"           cpu {cpu * 1000:6.1f} ms")
+        for name in ("warm", "after a dpkg run", "cold"):
+            w, c = (statistics.median(t[i] for t in times[name]) for i in (0, 1))
+            label = "cold (no cache)" if name == "cold" else name
+            print(f"capsnap check, {label:17} {w * 1000:7.1f} ms   ratio {w / wall:.2f}   "
+                  f"cpu {c * 1000:6.1f} ms   cpu ratio {c / cpu:.2f}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Run every benchmark of benchmarks/README.md in turn, with the run counts
-the README's figures were measured with.  Run as root on the test machine
-(nothing here runs in CI):
+the README's figures were measured with, and list every ratio they print at
+the end.  Run as root on the test machine (nothing here runs in CI):
 
     .venv/bin/python benchmarks/run_all.py [--ansible-bin DIR]
 
@@ -22,10 +22,21 @@ sys.path.insert(0, str(HERE))
 
 from bench_storage import build_debs  # noqa: E402
 
+# Each benchmark's lines that give a ratio, for the summary at the end.
+RATIOS: dict[str, list[str]] = {}
+
 
 def bench(script: str, *args: str) -> bool:
     print(f"\n== {script} {' '.join(args)}", flush=True)
-    return subprocess.run([sys.executable, str(HERE / script), *args]).returncode == 0
+    proc = subprocess.Popen([sys.executable, str(HERE / script), *args],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    lines = RATIOS.setdefault(script, [])
+    for line in proc.stdout:  # shown as it comes: some take many minutes
+        print(line, end="", flush=True)
+        if "ratio" in line:
+            lines.append(line.rstrip())
+    return proc.wait() == 0
 
 
 def main() -> None:
@@ -44,11 +55,16 @@ def main() -> None:
             "dpkg hooks": bench("bench_dpkg_hooks.py", "--runs", "21",
                                 *(deb for deb in debs if not Path(deb).name.startswith("dh-"))),
             "storage": bench("bench_storage.py", "--deb", *debs),
+            "apt": bench("bench_apt.py", "--runs", "5", "--deb", *debs),
         }
         if args.ansible_bin:
             results["ansible"] = bench("bench_ansible.py", args.ansible_bin)
         else:
             print("\n== bench_ansible.py: skipped (no --ansible-bin)")
+    print("\n== ratios")
+    for script, lines in RATIOS.items():
+        for line in lines:
+            print(f"{script}: {line}")
     failed = [name for name, ok in results.items() if not ok]
     if failed:
         sys.exit(f"benchmarks that failed: {', '.join(failed)}")

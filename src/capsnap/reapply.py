@@ -15,7 +15,7 @@ import stat
 import time
 from collections.abc import Iterable
 
-from capsnap import captext, confine, filecaps, fileops, xattr
+from capsnap import captext, confine, fileops, xattr
 from capsnap.declarations import SCRIPT, Catalogue, Declaration, Resolved
 from capsnap.errors import AttrFormatError, CapsnapError, OperationFailed, UnsafeTarget
 from capsnap.paths import SystemPaths
@@ -166,6 +166,8 @@ def _examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool,
                 # The filesystem may hold capabilities now (moved, remounted):
                 # then the capability replaces the setuid bit, as after a
                 # later configure of the package.
+                from capsnap import filecaps  # what repairs need; check does not
+
                 try:
                     filecaps.set_on_target(target, decl.caps, 0, paths.root, force=True)
                 except CapsnapError:
@@ -183,6 +185,8 @@ def _examine(item: Resolved, paths: SystemPaths, known_bits: int, repair: bool,
                 return drifted
             if dry_run:
                 return drifted._replace(status=WOULD_RESTORE)
+            from capsnap import filecaps
+
             try:
                 filecaps.set_on_target(target, decl.caps, 0, paths.root, force=True)
             except OperationFailed as exc:

@@ -18,6 +18,7 @@ inode number).
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable, Iterable, Iterator
@@ -25,7 +26,7 @@ from collections.abc import Callable, Iterable, Iterator
 from capsnap import captext, fileops, scan, xattr
 from capsnap.declarations import Catalogue
 from capsnap.diff import same_file as same_file
-from capsnap.errors import AttrFormatError, InvalidInput, OperationFailed
+from capsnap.errors import AttrFormatError, CapsnapError, InvalidInput, OperationFailed
 from capsnap.paths import SystemPaths
 from capsnap.scope import Scope as Scope
 from capsnap.store import Row, Store
@@ -146,6 +147,42 @@ def _walked_rows(paths: SystemPaths, scope: Scope, root_fd: int, known_bits: int
                   found.inode, found.size, found.mtime_ns, found.btime_ns)
 
 
+def _maybe_with_capabilities(paths: SystemPaths, names: list[str]) -> set[str]:
+    """Of these files (named inside the root), those that may have
+    capabilities: the others need no probe.  Each directory is opened once,
+    inside the root, and each of its files asked for the attribute through
+    it without following a symlink at the end (as scan's walk does): one
+    system call a file, where a probe walks from the root (an apt upgrade
+    names thousands of files, nearly none with capabilities).  A file this
+    cannot tell about is left to the probe."""
+    by_directory: dict[str, set[str]] = {}
+    for name in names:
+        head, tail = os.path.split(name)
+        by_directory.setdefault(head, set()).add(tail)
+    out: set[str] = set()
+    for head, tails in by_directory.items():
+        try:
+            with fileops.open_target(head, paths.root) as directory:
+                if not stat.S_ISDIR(directory.st.st_mode):
+                    raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+                prefix = directory.proc_path + "/"
+                if not os.path.samestat(os.stat(prefix), directory.st):
+                    raise OSError(errno.ENOENT, "no /proc")
+                for tail in tails:
+                    if tail in ("", ".", ".."):
+                        out.add(os.path.join(head, tail))
+                        continue
+                    try:
+                        os.getxattr(prefix + tail, xattr.XATTR_NAME, follow_symlinks=False)
+                    except OSError as exc:
+                        if exc.errno in (errno.ENODATA, errno.ENOENT, errno.EOPNOTSUPP):
+                            continue  # what a probe would find: no capabilities
+                    out.add(os.path.join(head, tail))
+        except (OSError, CapsnapError):
+            out.update(os.path.join(head, tail) for tail in tails)
+    return out
+
+
 def live_rows(paths: SystemPaths, scope: Scope, known_bits: int,
               extra: Iterable[bytes] = (), stats: scan.WalkStats | None = None,
               progress: Callable[[scan.WalkStats], None] | None = None,
@@ -168,18 +205,21 @@ def live_rows(paths: SystemPaths, scope: Scope, known_bits: int,
         finally:
             os.close(root_fd)
     elif scope.kind == "package":
-        for package in scope.items:
+        listed: list[tuple[list[str], tuple[str, str]]] = []
+        for package in dict.fromkeys(scope.items):
             try:
                 files, owner = _package_files(paths, package)
             except InvalidInput:
                 if not missing_packages_ok:
                     raise
                 continue
-            for path in files:
-                # dpkg lists /bin/ping where the file is /usr/bin/ping:
-                # one file, one row, under the name the walk finds.
-                name = canonical(path)
-                if os.fsencode(name) in rows:
+            # dpkg lists /bin/ping where the file is /usr/bin/ping: one file,
+            # one row, under the name the walk finds.
+            listed.append(([canonical(path) for path in files], owner))
+        maybe = _maybe_with_capabilities(paths, [n for names, _ in listed for n in names])
+        for names, owner in listed:
+            for name in names:
+                if name not in maybe or os.fsencode(name) in rows:
                     continue
                 row = probe(name, paths, known_bits)
                 if row.raw is not None:

@@ -24,6 +24,8 @@ from capsnap.records import NamedTuple
 
 SOURCES = ("dpkg", "rpm", "local", "dpkg-script")
 SCRIPT = "dpkg-script"
+# Declaration.stored of each set of capabilities met (a pure function of it).
+_STORED: dict[captext.CapSet, captext.CapSet] = {}
 
 
 class Declaration(NamedTuple):
@@ -45,7 +47,11 @@ class Declaration(NamedTuple):
     @property
     def stored(self) -> captext.CapSet:
         """The sets as the file will read back (one effective flag per file)."""
-        return xattr.decode(xattr.encode(self.caps)).capset()
+        # Asked for each declaration when resolving and again when checking.
+        found = _STORED.get(self.caps)
+        if found is None:
+            found = _STORED[self.caps] = xattr.decode(xattr.encode(self.caps)).capset()
+        return found
 
     def label(self) -> str:
         if self.source == "local":

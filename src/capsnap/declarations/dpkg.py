@@ -20,11 +20,15 @@ import stat
 import zlib
 from collections.abc import Iterable, Iterator
 
-from capsnap import cache, confine
+from capsnap import cache, captext, confine
 from capsnap.declarations import Declaration, Problem, canonical_in
-from capsnap.declarations.entries import Entry, escape_path, parse_lines
+from capsnap.declarations.entries import BadLine, Entry, Fallback, escape_path, parse_lines
 from capsnap.errors import CapsnapError
 from capsnap.paths import SystemPaths
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 FIELD = "File-Capabilities"
 _FIELD_START = FIELD.lower().encode("ascii") + b":"  # field names ignore case
@@ -68,8 +72,71 @@ def database_paragraphs(paths: SystemPaths) -> list[str]:
     return list(by_package.values())
 
 
+# What python-debian's deb822 imports but never uses to parse UTF-8 text
+# with its own parser: chardet (guessing the encoding of text that is not
+# UTF-8; such a paragraph is refused before it gets there), email.utils
+# (dates in .changes files), debian.changelog (a source package's
+# changelog) and subprocess (gpg).  Their imports are over half of deb822's,
+# which is most of a first run's time; they happen on first use instead.
+_DEFERRED = ("chardet", "email.utils", "debian.changelog", "subprocess")
+
+
+def _deferred(name: str) -> Any:
+    """A stand-in for module `name` that imports it on first use of one of
+    its attributes (importlib's LazyLoader does not help: the import
+    statement itself looks at the module's __spec__, which loads it)."""
+    import sys
+    import types
+
+    class Deferred(types.ModuleType):
+        def __getattr__(self, attribute: str) -> object:
+            if sys.modules.get(name) is self:
+                del sys.modules[name]
+            __import__(name)
+            return getattr(sys.modules[name], attribute)
+
+    return Deferred(name)
+
+
+def _deb822() -> Any:
+    """python-debian's deb822, imported without what parsing status
+    paragraphs does not need."""
+    import sys
+
+    loaded = sys.modules.get("debian.deb822")
+    if loaded is not None:
+        return loaded
+    standing_in = {}
+    for name in _DEFERRED:
+        if name not in sys.modules:
+            standing_in[name] = sys.modules[name] = _deferred(name)
+            parent, _, child = name.rpartition(".")
+            if parent:
+                # What `import email.utils` leaves for `email.utils.X` to work.
+                __import__(parent)
+                setattr(sys.modules[parent], child, standing_in[name])
+    # apt_pkg (python3-apt) serves deb822's use_apt_pkg=True and
+    # debian_support's version comparison, neither used here, and its
+    # import reads apt's whole configuration (apt_pkg.init): hidden while
+    # deb822 is imported, both take their documented paths without it.
+    hide_apt = "apt_pkg" not in sys.modules
+    if hide_apt:
+        sys.modules["apt_pkg"] = None  # type: ignore[assignment]
+    try:
+        from debian import deb822
+    finally:
+        if hide_apt and sys.modules.get("apt_pkg", 0) is None:
+            del sys.modules["apt_pkg"]
+        # deb822 keeps its stand-ins; anyone else importing them later
+        # gets the real modules.
+        for name, module in standing_in.items():
+            if sys.modules.get(name) is module:
+                del sys.modules[name]
+    return deb822
+
+
 def _parse_paragraphs(paragraphs: list[str]) -> list[PackageField]:
-    from debian import deb822
+    deb822 = _deb822()
 
     out: list[PackageField] = []
     for para in deb822.Deb822.iter_paragraphs("\n\n".join(paragraphs).splitlines(True),
@@ -109,8 +176,19 @@ def _status_bytes(paths: SystemPaths, path: str) -> bytes:
     return data
 
 
+_decoded: dict[str, tuple[bytes, str]] = {}
+
+
 def _read_status(paths: SystemPaths, path: str) -> str:
-    return _status_bytes(paths, path).decode("utf-8", "surrogateescape")
+    """The same as text, decoded once while it is unchanged (a hook asks for
+    the version of each of a hundred packages)."""
+    data = _status_bytes(paths, path)
+    known = _decoded.get(path)
+    if known is not None and known[0] is data:
+        return known[1]
+    text = data.decode("utf-8", "surrogateescape")
+    _decoded[path] = (data, text)
+    return text
 
 
 def _has_field(paragraph: str) -> bool:
@@ -128,17 +206,33 @@ def _paragraphs_with_field(paths: SystemPaths) -> list[str]:
     if _journal(paths):
         return [p for p in database_paragraphs(paths) if _has_field(p)]
     data = _status_bytes(paths, paths.dpkg_status)
-    lowered = data.lower()  # ASCII only: every offset stays where it was
     out = []
-    at = 0 if lowered.startswith(_FIELD_START) else lowered.find(b"\n" + _FIELD_START)
-    while at >= 0:
+    end = 0
+    for at in _field_lines(data):
+        if at < end:
+            continue  # the field twice in one paragraph: cut out once
         previous = data.rfind(b"\n\n", 0, at + 1) if at else -1
         start = previous + 2 if previous >= 0 else 0
         end = data.find(b"\n\n", at)
         end = len(data) if end < 0 else end
         out.append(data[start:end].strip(b"\n").decode("utf-8", "surrogateescape"))
-        at = lowered.find(b"\n" + _FIELD_START, end)
     return out
+
+
+def _field_lines(data: bytes) -> list[int]:
+    """Where the lines that name the field begin (the newline before each;
+    0 for the first line), ascending.  Its name in any case: found by the
+    lines that begin with its first letter, which in a status file are few,
+    rather than by lowering a megabyte first."""
+    size = len(_FIELD_START)
+    out = [0] if data[:size].lower() == _FIELD_START else []
+    for needle in (b"\n" + _FIELD_START[:1].upper(), b"\n" + _FIELD_START[:1]):
+        at = data.find(needle)
+        while at >= 0:
+            if data[at + 1:at + 1 + size].lower() == _FIELD_START:
+                out.append(at)
+            at = data.find(needle, at + 1)
+    return sorted(out)
 
 
 def packages_with_field(paths: SystemPaths) -> tuple[list[PackageField], list[Problem]]:
@@ -310,6 +404,60 @@ def _shown(path: str) -> str:
     return escape_path(path)
 
 
+def _parsed_fields(paths: SystemPaths, fields: list[str], known_bits: int) \
+        -> dict[str, tuple[list[Entry], list[BadLine]]]:
+    """The entries of each field's text, and its bad lines.
+
+    Kept in the cache by text: parsing capability text is most of what a
+    check does with declarations it has seen before.  Keyed on the kernel's
+    capabilities too ("all" depends on them) and on capsnap's version (a
+    new one may read the syntax differently).
+    """
+    from capsnap import __version__
+
+    cached = cache.load(paths, "dpkg-entries")
+    stored = cached.get("fields") if cached.get("of") == [known_bits, __version__] else None
+    before: dict[str, object] = stored if isinstance(stored, dict) else {}
+    after: dict[str, object] = {}
+    out: dict[str, tuple[list[Entry], list[BadLine]]] = {}
+    for field in fields:
+        if field in out:
+            continue
+        frozen = before.get(field)
+        try:
+            out[field] = _thawed(frozen)
+        except (TypeError, ValueError):  # absent or not what _frozen writes
+            lines = [ln for ln in field.splitlines() if ln.strip() not in ("", ".")]
+            out[field] = parse_lines(lines, known_bits)
+            frozen = _frozen(*out[field])
+        after[field] = frozen
+    if after != before:
+        cache.save(paths, "dpkg-entries", {"of": [known_bits, __version__], "fields": after})
+    return out
+
+
+def _frozen(entries: list[Entry], bad: list[BadLine]) -> list[object]:
+    """Parsed entries as marshal stores them (plain tuples)."""
+    return [[(e.path, e.text, tuple(e.caps), tuple(e.fallback) if e.fallback else None,
+              e.owner, e.comment, e.line, e.forced) for e in entries],
+            [tuple(b) for b in bad]]
+
+
+def _thawed(frozen: object) -> tuple[list[Entry], list[BadLine]]:
+    """What _frozen stored; TypeError or ValueError when it is not that."""
+    if not isinstance(frozen, list) or len(frozen) != 2:
+        raise TypeError("not a frozen field")
+    entries = []
+    for path, text, caps, fallback, owner, comment, number, forced in frozen[0]:
+        if not all(isinstance(x, int) for x in caps) or not isinstance(path, str) or \
+                not isinstance(text, str):
+            raise TypeError("not a frozen entry")
+        entries.append(Entry(path, text, captext.CapSet(*caps),
+                             Fallback(*fallback) if fallback else None,
+                             owner, comment, number, forced))
+    return entries, [BadLine(*b) for b in frozen[1]]
+
+
 def read(paths: SystemPaths, known_bits: int) \
         -> tuple[list[Declaration], list[Problem], list[str]]:
     """Every declaration of an installed package for a file it ships.
@@ -328,6 +476,7 @@ def read(paths: SystemPaths, known_bits: int) \
     decls: list[Declaration] = []
     names_seen = [p["package"] for p in packages]
     parsed: list[tuple[PackageField, str, list[Entry]]] = []
+    named: list[tuple[PackageField, str]] = []
     for pkg in packages:
         state = pkg["status"].split()[-1] if pkg["status"].split() else ""
         if state not in _ON_DISK:
@@ -346,8 +495,10 @@ def read(paths: SystemPaths, known_bits: int) \
         if names_seen.count(name) > 1:
             # A Multi-Arch: same package, installed for several architectures.
             name = f"{name}:{pkg['architecture']}"
-        lines = [ln for ln in pkg["field"].splitlines() if ln.strip() not in ("", ".")]
-        entries, bad = parse_lines(lines, known_bits)
+        named.append((pkg, name))
+    fields = _parsed_fields(paths, [pkg["field"] for pkg, _ in named], known_bits)
+    for pkg, name in named:
+        entries, bad = fields[pkg["field"]]
         for line in bad:  # by number, never quoted: its text reaches logs and terminals
             problems.append(Problem("dpkg", f"package {name} {pkg['version']}",
                                     f"{FIELD} entry {line.number}: {line.reason}"))
@@ -516,6 +667,21 @@ def _lines(data: bytes) -> list[str]:
     return [line for line in data.decode("utf-8", "surrogateescape").split("\n") if line.strip()]
 
 
+_listed: dict[tuple[int, int, int], list[str]] = {}
+
+
+def _list_names(info: int) -> list[str]:
+    """The names in dpkg's info directory (thousands), listed once per
+    process while it is unchanged: a hook looks for the list of each
+    Multi-Arch: same package it snapshots."""
+    st = os.fstat(info)
+    key = (st.st_dev, st.st_ino, st.st_mtime_ns)
+    names = _listed.get(key)
+    if names is None:
+        names = _listed[key] = os.listdir(info)
+    return names
+
+
 def package_files(paths: SystemPaths, package: str) -> list[str] | None:
     """The files dpkg lists for an installed package, or None if it has none."""
     bare = package.split(":", 1)[0]
@@ -526,7 +692,7 @@ def package_files(paths: SystemPaths, package: str) -> list[str] | None:
                     return _lines(confine.read_in(info, name))
                 except FileNotFoundError:
                     continue
-            multiarch = [n for n in os.listdir(info)
+            multiarch = [n for n in _list_names(info)
                          if n.startswith(bare + ":") and n.endswith(".list")]
             files: list[str] = []
             for name in multiarch:
