@@ -266,13 +266,7 @@ def install(paths: SystemPaths, executable: str | None = None,
     `force` accepts an executable that others than root could change."""
     source = hooks_dir()
     program = _executable(executable, force)
-    try:
-        # dpkg's pre-invoke hook (sh) marks a run's start here.
-        with confine.directory(paths, paths.state_dir, create=True, private=True):
-            pass
-    except OSError as exc:
-        raise OperationFailed(f"{paths.state_dir}: cannot create: {exc.strerror}") from None
-    done = []
+    wanted = []
     for name, target, mode, needs in HOOK_FILES:
         try:
             if not stat.S_ISDIR(confine.stat_path(paths, paths.inside(needs)).st_mode):
@@ -281,6 +275,17 @@ def install(paths: SystemPaths, executable: str | None = None,
             continue
         with open(os.path.join(source, name), encoding="utf-8") as f:
             content = f.read().replace(DEFAULT_EXECUTABLE, program)
+        if target.startswith("/etc/dpkg/"):
+            _fits_dpkg(content, program)
+        wanted.append((target, mode, content))
+    try:
+        # dpkg's pre-invoke hook (sh) marks a run's start here.
+        with confine.directory(paths, paths.state_dir, create=True, private=True):
+            pass
+    except OSError as exc:
+        raise OperationFailed(f"{paths.state_dir}: cannot create: {exc.strerror}") from None
+    done = []
+    for target, mode, content in wanted:
         host = paths.inside(target)
         try:
             old: str | None = confine.read_bytes(paths, host).decode("utf-8", "replace")
@@ -299,6 +304,21 @@ def install(paths: SystemPaths, executable: str | None = None,
             raise OperationFailed(f"{host}: cannot write: {exc.strerror}") from None
         done.append((target, "installed" if old is None else "updated"))
     return done
+
+
+# dpkg reads its configuration a line at a time into 1024 bytes: a longer line
+# ("unbalanced quotes") makes every dpkg command fail until it is removed.
+_DPKG_LINE_MAX = 1023
+
+
+def _fits_dpkg(content: str, program: str) -> None:
+    longest = max(len(line.encode("utf-8")) for line in content.splitlines())
+    if longest > _DPKG_LINE_MAX:
+        raise OperationFailed(
+            f"{program}: refused: with this path a line of dpkg's hook file would be "
+            f"{longest} bytes, over the {_DPKG_LINE_MAX} dpkg reads (every dpkg command would "
+            f"fail); install capsnap under a path {longest - _DPKG_LINE_MAX} bytes shorter, "
+            "or give --executable with a shorter link to it")
 
 
 def uninstall(paths: SystemPaths) -> list[str]:

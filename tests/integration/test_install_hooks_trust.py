@@ -11,6 +11,8 @@ import glob
 import os
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,12 +50,14 @@ def root(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def plain(tmp_path: Path) -> Path:
-    """A root-owned 0755 directory for the executables of one test."""
-    top = tmp_path / "plain"
-    top.mkdir()
+def plain() -> Iterator[Path]:
+    """A root-owned 0755 directory for the executables of one test, under a
+    short name: the executable's path goes into dpkg's configuration lines,
+    which hold 1023 bytes (pytest's own directories are too deep for that)."""
+    top = Path(tempfile.mkdtemp(prefix="capsnap-", dir="/tmp"))
     top.chmod(0o755)
-    return top
+    yield top
+    shutil.rmtree(top)
 
 
 def script(path: Path, interpreter: str, body: str = "") -> Path:
@@ -315,3 +319,31 @@ def test_python_installation_outside_a_venv(root: Path, tmp_path: Path, plain: P
     (prefix / site).chmod(0o777)
     refused_unless_forced(root, capsnap, f"searches {prefix / site}, where directory "
                           f"{prefix / site} is writable by group or others (mode 0777)")
+
+
+def test_a_path_too_long_for_dpkgs_configuration_lines_is_refused(root: Path,
+                                                                   plain: Path) -> None:
+    """dpkg reads its configuration into 1024 bytes a line (a longer line is
+    "unbalanced quotes" and every dpkg command fails): the longest path that
+    fits is accepted, one byte more is refused, and nothing is written."""
+    source = (SRC.parent / "hooks/dpkg/capsnap.cfg").read_text()
+    longest = max(len(line) for line in source.splitlines() if "/usr/bin/capsnap" in line)
+    room = 1023 - longest + len("/usr/bin/capsnap")  # the longest executable path that fits
+    deep = plain
+    while len(str(deep)) < room - 20:
+        deep = deep / ("d" * min(40, room - 20 - len(str(deep)) - 1 or 1))
+        deep.mkdir(mode=0o755)
+    fits = deep / ("c" * (room - len(str(deep)) - 1))
+    too_long = deep / ("c" * (room - len(str(deep))))
+    for executable in (fits, too_long):
+        shutil.copyfile("/bin/true", executable)
+        executable.chmod(0o755)
+    assert len(str(fits)) == room
+    status, err = install_hooks(root, too_long)
+    assert status == REFUSED and "over the 1023 dpkg reads" in err, err
+    assert not (root / "etc/dpkg/dpkg.cfg.d/capsnap").exists()
+    status, err = install_hooks(root, fits)
+    assert status == 0, err
+    cfg = (root / "etc/dpkg/dpkg.cfg.d/capsnap").read_bytes()
+    assert max(len(line) for line in cfg.splitlines()) == 1023
+    assert hooked(root, fits)

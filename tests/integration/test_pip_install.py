@@ -8,7 +8,9 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import tempfile
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -94,9 +96,20 @@ def test_sdist_carries_what_a_distribution_builds_and_tests_with(
 SCHEMES = ("prefix", "target", "user")
 
 
+@pytest.fixture
+def short_tmp() -> Iterator[Path]:
+    """A scratch directory under a short name: the capsnap a scheme installs
+    goes into dpkg's configuration lines, which hold 1023 bytes, and pytest's
+    own directories are too deep for a user scheme's ~/.local/bin."""
+    top = Path(tempfile.mkdtemp(prefix="capsnap-", dir="/tmp"))
+    yield top
+    shutil.rmtree(top)
+
+
 @pytest.mark.parametrize("scheme", SCHEMES)
 def test_pip_scheme_then_generate_finds_templates_and_hooks(
-        scheme: str, source: Path, dists: dict[str, Path], tmp_path: Path) -> None:
+        scheme: str, source: Path, dists: dict[str, Path], short_tmp: Path) -> None:
+    tmp_path = short_tmp
     home, where = tmp_path / "home", tmp_path / scheme
     home.mkdir()
     # No checkout on the path, caches in the scratch home, nothing pointing
@@ -174,16 +187,20 @@ def test_pip_install_then_hooks_restore_after_dpkg_upgrade(tmp_path: Path) -> No
                           capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     cfg = (root / "etc/dpkg/dpkg.cfg.d/capsnap").read_text()
-    assert f"if [ -x {capsnap} ]; then {capsnap} hook dpkg-post-invoke || [ $? -ge 128 ]; fi" \
-        in cfg
+    post_invoke = next(line for line in cfg.splitlines() if line.startswith("post-invoke="))
+    assert post_invoke.startswith(f'post-invoke="if [ -x {capsnap} ]; then ')
+    assert post_invoke.endswith(f'{capsnap} hook dpkg-post-invoke || [ $? -ge 128 ]; fi"')
+    assert "/usr/bin/capsnap" not in cfg
     assert (root / "var/lib/capsnap").is_dir()  # where dpkg's pre-invoke marks the start
     assert (root / "etc/apt/apt.conf.d/05capsnap").exists()
     assert (root / "etc/capsnap/apt-pre-install-pkgs").stat().st_mode & 0o111
 
     # dpkg --root reads the host's dpkg.cfg.d, not the root's: give it the
     # installed file's lines as the options they are.
-    options = [f"--{line.replace(chr(34), '')}" for line in cfg.splitlines()
-               if line and not line.startswith("#")]
+    # dpkg takes what is between a value's outer quotes as it is.
+    options = [f"--{name}={value[1:-1]}" for name, _, value in
+               (line.partition("=") for line in cfg.splitlines()
+                if line and not line.startswith("#"))]
     v1 = build_deb(tmp_path, "foo", "1", {"/usr/lib/foo/helper": "/bin/true"},
                    file_capabilities=["/usr/lib/foo/helper cap_net_raw=ep"])
     v2 = build_deb(tmp_path, "foo", "2", {"/usr/lib/foo/helper": "/bin/true"},
