@@ -1,0 +1,500 @@
+#!/usr/bin/env python3
+# SPDX-FileCopyrightText: 2026 capsnap developers <capsnap@example.org>
+# SPDX-License-Identifier: GPL-2.0-or-later
+"""Mutation run: apply each hand-written mutant to a scratch copy of the tree,
+run the tests that exercise its module, and count what the tests catch.
+
+    python3 tests/mutation/run.py [--module M ...] [--jobs N] [--only ID ...]
+
+The mutants and each module's test list are in tests/mutation/mutants/*.txt
+(the format is in tests/mutation/README.md).  The checkout is never changed:
+each job copies the tree (without .git and the virtual environment) into a
+temporary directory, writes one mutant into its copy, runs pytest there, and
+writes the original back.  Not part of CI: pytest never collects this
+directory (no test_*.py in it).
+
+Before the run and after every mutant, the host is checked: capabilities and
+setuid bits of the system's programs, and the mount table.  A mutant that
+reached the host (a broken confinement that a test did not keep on a scratch
+root) stops the whole run loudly, naming the mutants that were running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import py_compile
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+MUTANTS = HERE / "mutants"
+
+# Host programs and libraries whose capabilities and set-id bits must never
+# change: the tests copy some of them into scratch roots, and a mutant that
+# broke the confinement would land on the originals.
+WATCHED_DIRS = ("/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/lib", "/usr/libexec",
+                "/usr/local/bin", "/usr/local/sbin")
+# capsnap's own places on the host: tests must use scratch roots, never these.
+HOST_STATE = ("/etc/capsnap", "/var/lib/capsnap", "/var/log/capsnap.log",
+              "/var/cache/capsnap")
+# Each pytest run of a mutant sees the host read-only: a private mount
+# namespace where / is bound read-only and only /tmp (the scratch copies,
+# pytest's tmp_path, the overlays' upper directories) stays writable.  The
+# host watch above is the second line.
+SANDBOX = "{ mount --bind /tmp /tmp && mount -o remount,bind,ro /; } || exit 99; exec \"$@\""
+COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".mypy_cache",
+                                     ".ruff_cache", ".pytest_cache", ".hypothesis", "*.pyc")
+
+
+@dataclass
+class Mutant:
+    ident: str
+    critical: bool
+    description: str
+    original: str
+    replacement: str
+    line: int = 0  # in the module, where the original starts (for the report)
+
+
+@dataclass
+class Module:
+    name: str
+    path: str  # relative to the tree
+    tests: list[str]
+    timeout: float
+    mutants: list[Mutant] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    module: str
+    mutant: Mutant
+    result: str  # killed, survived, timeout, invalid
+    detail: str
+    seconds: float
+
+
+def parse_file(path: Path) -> Module:
+    """One module's mutants and tests.
+
+    Lines: `module: PATH`, `timeout: SECONDS`, `test: PYTEST-ARG` (in the
+    order they run), then per mutant a header `[ID] crit DESCRIPTION` or
+    `[ID] - DESCRIPTION`, the original as `- TEXT` lines and the replacement
+    as `+ TEXT` lines (several lines are joined with newlines; no `+` line:
+    the original is deleted).  `#` starts a comment line.
+    """
+    module_path, timeout, tests = "", 300.0, []
+    mutants: list[Mutant] = []
+    current: Mutant | None = None
+    originals: list[str] = []
+    replacements: list[str] = []
+
+    def close() -> None:
+        if current is not None:
+            if not originals:
+                raise SystemExit(f"{path}: mutant {current.ident} has no '- ' line")
+            current.original = "\n".join(originals)
+            current.replacement = "\n".join(replacements)
+            mutants.append(current)
+
+    for number, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not raw.strip() or raw.startswith("#"):
+            continue
+        if raw.startswith("["):
+            close()
+            ident, _, rest = raw[1:].partition("]")
+            flag, _, description = rest.strip().partition(" ")
+            if flag not in ("crit", "-") or not ident:
+                raise SystemExit(f"{path}:{number}: expected '[ID] crit|- DESCRIPTION'")
+            current = Mutant(ident, flag == "crit", description.strip(), "", "")
+            originals, replacements = [], []
+        elif raw.startswith("- ") or raw == "-":
+            if current is None:
+                raise SystemExit(f"{path}:{number}: '- ' line before any mutant")
+            originals.append(raw[2:])
+        elif raw.startswith("+ ") or raw == "+":
+            if current is None:
+                raise SystemExit(f"{path}:{number}: '+ ' line before any mutant")
+            replacements.append(raw[2:])
+        elif current is None and raw.startswith("module:"):
+            module_path = raw.partition(":")[2].strip()
+        elif current is None and raw.startswith("timeout:"):
+            timeout = float(raw.partition(":")[2])
+        elif current is None and raw.startswith("test:"):
+            tests.append(raw.partition(":")[2].strip())
+        else:
+            raise SystemExit(f"{path}:{number}: cannot read this line")
+    close()
+    if not module_path or not tests:
+        raise SystemExit(f"{path}: needs 'module:' and at least one 'test:' line")
+    seen: set[str] = set()
+    for m in mutants:
+        if m.ident in seen:
+            raise SystemExit(f"{path}: mutant id {m.ident} given twice")
+        seen.add(m.ident)
+    return Module(path.stem, module_path, tests, timeout, mutants)
+
+
+def locate(module: Module, source: str) -> list[tuple[Mutant, str]]:
+    """Mutants whose original does not occur exactly once: (mutant, why)."""
+    bad = []
+    for m in module.mutants:
+        count = source.count(m.original)
+        if count != 1:
+            bad.append((m, f"original found {count} times in {module.path}"))
+        else:
+            m.line = source[:source.index(m.original)].count("\n") + 1
+            if m.original == m.replacement:
+                bad.append((m, "replacement equals the original"))
+    return bad
+
+
+# --- the host watch -----------------------------------------------------------------
+
+def _host_caps() -> str:
+    dirs = [d for d in WATCHED_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+    done = subprocess.run(["getcap", "-r", *dirs], capture_output=True, text=True)
+    return "\n".join(sorted(done.stdout.splitlines()))
+
+
+def _host_setid() -> str:
+    dirs = [d for d in WATCHED_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+    done = subprocess.run(["find", *dirs, "-xdev", "-type", "f", "-perm", "/6000"],
+                          capture_output=True, text=True)
+    return "\n".join(sorted(done.stdout.splitlines()))
+
+
+def _mounts() -> set[str]:
+    with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as f:
+        # Mount point, type and source: the ids change with every remount.
+        return {" ".join(line.split()[4:5] + line.split(" - ", 1)[1].split()[:2])
+                for line in f if " - " in line}
+
+
+def _state_signature() -> str:
+    out = []
+    for top in HOST_STATE:
+        for dirpath, dirnames, filenames in os.walk(top) if os.path.isdir(top) else [
+                (os.path.dirname(top), [], [os.path.basename(top)])]:
+            dirnames.sort()
+            for name in sorted(filenames):
+                with contextlib.suppress(OSError):
+                    st = os.lstat(os.path.join(dirpath, name))
+                    out.append(f"{dirpath}/{name} {st.st_mode:o} {st.st_size} "
+                               f"{st.st_mtime_ns}")
+    return "\n".join(out)
+
+
+class HostWatch:
+    """What must not change on the host while mutants run."""
+
+    def __init__(self) -> None:
+        self.caps = _host_caps()
+        self.setid = _host_setid()
+        self.mounts = _mounts()
+        self.state = _state_signature()
+        self.warnings: list[str] = []
+
+    def harm(self, running: str) -> str | None:
+        """Why the run must stop, or None; a change to capsnap's own host
+        state is a warning (other work on the machine may touch it)."""
+        caps = _host_caps()
+        if caps != self.caps:
+            return f"host capabilities changed (getcap -r):\nbefore:\n{self.caps}\nnow:\n{caps}"
+        setid = _host_setid()
+        if setid != self.setid:
+            return f"host set-id files changed:\nbefore:\n{self.setid}\nnow:\n{setid}"
+        added = _mounts() - self.mounts
+        if added:
+            time.sleep(2)  # one being torn down right now is no stray mount
+            added = _mounts() - self.mounts
+            if added:
+                return "mounts left on the host: " + "; ".join(sorted(added))
+        state = _state_signature()
+        if state != self.state:
+            self.warnings.append(f"capsnap's host state changed while {running} ran")
+            self.state = state
+        return None
+
+
+# --- running --------------------------------------------------------------------------
+
+class Abort(Exception):
+    pass
+
+
+class Runner:
+    def __init__(self, python: str, jobs: int, watch: HostWatch, verbose: bool,
+                 sandbox: bool = True) -> None:
+        self.python = python
+        self.sandbox = sandbox
+        self.watch = watch
+        self.verbose = verbose
+        self.lock = threading.Lock()
+        self.aborted: str | None = None
+        self.running: dict[int, str] = {}
+        self.processes: dict[int, subprocess.Popen[str]] = {}
+        self.scratch = Path(tempfile.mkdtemp(prefix="capsnap-mutation-"))
+        self.copies = []
+        for n in range(jobs):
+            copy = self.scratch / f"tree{n}"
+            shutil.copytree(REPO, copy, ignore=COPY_IGNORE, symlinks=True)
+            self.copies.append(copy)
+        self.free = list(range(jobs))
+
+    def close(self) -> None:
+        shutil.rmtree(self.scratch, ignore_errors=True)
+
+    def pytest(self, slot: int, module: Module, timeout: float) -> tuple[str, str, float]:
+        """Run the module's tests in a copy: (killed|survived|timeout, detail, seconds)."""
+        copy = self.copies[slot]
+        env = dict(os.environ, PYTHONPATH=str(copy / "src"), PYTHONDONTWRITEBYTECODE="1",
+                   PYTHONHASHSEED="0")
+        cmd = [self.python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+               "--no-header", "-o", "addopts=", *module.tests]
+        if self.sandbox:
+            cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", SANDBOX, "sh",
+                   *cmd]
+        start = time.monotonic()
+        proc = subprocess.Popen(cmd, cwd=copy, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        with self.lock:
+            self.processes[slot] = proc
+        try:
+            out, _ = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return "timeout", f"over {timeout:.0f} s", time.monotonic() - start
+        finally:
+            with self.lock:
+                self.processes.pop(slot, None)
+        seconds = time.monotonic() - start
+        # Whatever the tests started and left behind goes with them.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.returncode == 0:
+            return "survived", "", seconds
+        if proc.returncode == 99 and self.sandbox:
+            raise Abort(f"cannot make the read-only sandbox: {out[-300:]}")
+        lines = out.splitlines()
+        failed = [ln for ln in lines if ln.startswith(("FAILED ", "ERROR "))]
+        if proc.returncode in (1, 2):  # tests failed, or the module no longer imports
+            return "killed", (failed[0] if failed else lines[-1] if lines else "")[:200], \
+                seconds
+        return "error", f"pytest exit {proc.returncode}: {out[-600:]}", seconds
+
+    def baseline(self, module: Module) -> float:
+        """The module's tests on the unchanged tree: they must pass, and
+        their time sets the per-mutant timeout."""
+        slot = self.take()
+        try:
+            result, detail, seconds = self.pytest(slot, module, module.timeout)
+        finally:
+            self.give(slot)
+        if result != "survived":
+            raise Abort(f"{module.name}: the tests fail without any mutant ({result}): "
+                        f"{detail}")
+        return seconds
+
+    def take(self) -> int:
+        with self.lock:
+            return self.free.pop()
+
+    def give(self, slot: int) -> None:
+        with self.lock:
+            self.free.append(slot)
+
+    def run_mutant(self, module: Module, m: Mutant, timeout: float) -> Outcome:
+        if self.aborted:
+            return Outcome(module.name, m, "skipped", "run aborted", 0.0)
+        slot = self.take()
+        target = self.copies[slot] / module.path
+        original = target.read_bytes()
+        text = original.decode("utf-8")
+        with self.lock:
+            self.running[slot] = f"{module.name} {m.ident}"
+        try:
+            target.write_text(text.replace(m.original, m.replacement, 1), encoding="utf-8")
+            try:
+                py_compile.compile(str(target), cfile=str(self.scratch / f"c{slot}.pyc"),
+                                   doraise=True)
+            except py_compile.PyCompileError as exc:
+                return Outcome(module.name, m, "invalid", str(exc).splitlines()[-1], 0.0)
+            result, detail, seconds = self.pytest(slot, module, timeout)
+            return Outcome(module.name, m, result, detail, seconds)
+        finally:
+            target.write_bytes(original)
+            assert target.read_bytes() == original
+            with self.lock:
+                running = ", ".join(sorted(self.running.values()))
+                self.running.pop(slot, None)
+                harm = None if self.aborted else self.watch.harm(running)
+                if harm and not self.aborted:
+                    self.aborted = f"while {running} ran: {harm}"
+                    for proc in self.processes.values():
+                        with contextlib.suppress(ProcessLookupError):
+                            os.killpg(proc.pid, signal.SIGKILL)
+            self.give(slot)
+
+
+def load(names: list[str] | None) -> list[Module]:
+    files = sorted(MUTANTS.glob("*.txt"))
+    modules = [parse_file(f) for f in files]
+    if names:
+        unknown = set(names) - {m.name for m in modules}
+        if unknown:
+            raise SystemExit(f"unknown module(s): {', '.join(sorted(unknown))} "
+                             f"(known: {', '.join(m.name for m in modules)})")
+        modules = [m for m in modules if m.name in names]
+    return modules
+
+
+def report(outcomes: list[Outcome], modules: list[Module], seconds: float,
+           warnings: list[str]) -> int:
+    print()
+    print("| module | mutants | killed | timeout (killed) | survived | invalid | score |"
+          " critical killed |")
+    print("|---|---|---|---|---|---|---|---|")
+    totals = dict.fromkeys(("n", "killed", "timeout", "survived", "invalid", "crit",
+                            "crit_killed"), 0)
+    for module in modules:
+        mine = [o for o in outcomes if o.module == module.name]
+        counts = {r: sum(o.result == r for o in mine)
+                  for r in ("killed", "timeout", "survived", "invalid", "error", "skipped")}
+        crit = [o for o in mine if o.mutant.critical and o.result != "invalid"]
+        crit_killed = sum(o.result in ("killed", "timeout") for o in crit)
+        judged = counts["killed"] + counts["timeout"] + counts["survived"]
+        score = (counts["killed"] + counts["timeout"]) / judged if judged else 0.0
+        extra = "".join(f", {counts[r]} {r}" for r in ("error", "skipped") if counts[r])
+        print(f"| {module.name} | {len(mine)} | {counts['killed']} | {counts['timeout']} | "
+              f"{counts['survived']} | {counts['invalid']} | {score:.0%}{extra} | "
+              f"{crit_killed}/{len(crit)} |")
+        for key, value in (("n", len(mine)), ("killed", counts["killed"]),
+                           ("timeout", counts["timeout"]), ("survived", counts["survived"]),
+                           ("invalid", counts["invalid"]), ("crit", len(crit)),
+                           ("crit_killed", crit_killed)):
+            totals[key] += value
+    judged = totals["killed"] + totals["timeout"] + totals["survived"]
+    score = (totals["killed"] + totals["timeout"]) / judged if judged else 0.0
+    print(f"| **all** | {totals['n']} | {totals['killed']} | {totals['timeout']} | "
+          f"{totals['survived']} | {totals['invalid']} | {score:.0%} | "
+          f"{totals['crit_killed']}/{totals['crit']} |")
+    print(f"\nrun time {seconds / 60:.1f} min")
+    survivors = [o for o in outcomes if o.result in ("survived", "error", "invalid")]
+    if survivors:
+        print("\nsurvivors (and mutants that could not be judged):")
+        for o in survivors:
+            where = f"{o.module}:{o.mutant.line}"
+            crit = " [critical]" if o.mutant.critical else ""
+            extra = f": {o.detail}" if o.result != "survived" else ""
+            print(f"  {o.result.upper()} {o.mutant.ident}{crit} {where} "
+                  f"{o.mutant.description}{extra}")
+    for w in warnings:
+        print(f"warning: {w}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--module", action="append", help="only this module (repeatable)")
+    parser.add_argument("--only", action="append", help="only this mutant id (repeatable)")
+    parser.add_argument("--jobs", type=int, default=1, help="copies run in parallel (max 4)")
+    parser.add_argument("--list", action="store_true",
+                        help="check that every mutant applies, list them, run nothing")
+    venv = Path(os.environ.get("CAPSNAP_VENV", REPO / ".venv"))
+    parser.add_argument("--python", default=str(venv / "bin/python")
+                        if (venv / "bin/python").exists() else sys.executable,
+                        help="the Python with pytest and hypothesis (default: "
+                        "$CAPSNAP_VENV/bin/python, else .venv's, else this one)")
+    parser.add_argument("--no-baseline", action="store_true",
+                        help="skip the run of each module's tests without a mutant")
+    parser.add_argument("--baseline-only", action="store_true",
+                        help="only time each module's tests without a mutant")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run the tests with the host writable (only the host watch "
+                        "then guards it)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="a line per mutant")
+    args = parser.parse_args(argv)
+    modules = load(args.module)
+    bad_total = 0
+    for module in modules:
+        source = (REPO / module.path).read_text(encoding="utf-8")
+        bad = locate(module, source)
+        for m, why in bad:
+            print(f"{module.name} {m.ident}: {why}", file=sys.stderr)
+        bad_total += len(bad)
+        if args.only:
+            module.mutants = [m for m in module.mutants if m.ident in args.only]
+    if args.list:
+        for module in modules:
+            crit = sum(m.critical for m in module.mutants)
+            print(f"{module.name}: {len(module.mutants)} mutants ({crit} critical), "
+                  f"{module.path}, tests: {' '.join(module.tests)}")
+            if args.verbose:
+                for m in module.mutants:
+                    print(f"  {m.ident} {'crit' if m.critical else '-   '} line {m.line}: "
+                          f"{m.description}")
+        return 1 if bad_total else 0
+    if bad_total:
+        print(f"{bad_total} mutants do not apply: fix their original text", file=sys.stderr)
+        return 2
+    if os.geteuid() != 0:
+        print("run.py: the tests need root (file capabilities, overlays)", file=sys.stderr)
+        return 2
+    jobs = max(1, min(args.jobs, 4))
+    started = time.monotonic()
+    watch = HostWatch()
+    runner = Runner(args.python, jobs, watch, args.verbose, not args.no_sandbox)
+    outcomes: list[Outcome] = []
+    try:
+        timeouts: dict[str, float] = {}
+        with ThreadPoolExecutor(jobs) as pool:
+            if not args.no_baseline:
+                for module, seconds in zip(modules, pool.map(runner.baseline, modules),
+                                           strict=True):
+                    timeouts[module.name] = max(60.0, 3 * seconds + 20)
+                    print(f"baseline {module.name}: {len(module.tests)} test files "
+                          f"pass in {seconds:.1f} s; timeout per mutant "
+                          f"{timeouts[module.name]:.0f} s", flush=True)
+            work = [] if args.baseline_only else \
+                [(module, m) for module in modules for m in module.mutants]
+
+            def one(item: tuple[Module, Mutant]) -> Outcome:
+                module, m = item
+                outcome = runner.run_mutant(module, m,
+                                            timeouts.get(module.name, module.timeout))
+                if args.verbose or outcome.result not in ("killed", "timeout", "skipped"):
+                    print(f"{outcome.result:8} {module.name} {m.ident} "
+                          f"({outcome.seconds:.1f} s) {m.description}"
+                          + (f" -- {outcome.detail}" if outcome.detail else ""), flush=True)
+                return outcome
+
+            outcomes = list(pool.map(one, work))
+    except Abort as exc:
+        print(f"run.py: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        runner.close()
+    if runner.aborted:
+        print("\n" + "!" * 78 + f"\nRUN ABORTED: a mutant changed the host\n{runner.aborted}\n"
+              + "!" * 78, file=sys.stderr)
+        return 3
+    report(outcomes, modules, time.monotonic() - started, watch.warnings)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
