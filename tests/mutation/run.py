@@ -50,9 +50,15 @@ HOST_STATE = ("/etc/capsnap", "/var/lib/capsnap", "/var/log/capsnap.log",
               "/var/cache/capsnap")
 # Each pytest run of a mutant sees the host read-only: a private mount
 # namespace where / is bound read-only and only /tmp (the scratch copies,
-# pytest's tmp_path, the overlays' upper directories) stays writable.  The
+# pytest's tmp_path, the overlays' upper directories) stays writable, and
+# /var/tmp (rpmbuild's) is a fresh tmpfs.  The
 # host watch above is the second line.
-SANDBOX = "{ mount --bind /tmp /tmp && mount -o remount,bind,ro /; } || exit 99; exec \"$@\""
+SANDBOX = ("{ mount --bind /tmp /tmp && mount -o remount,bind,ro / && "
+           "mount -t tmpfs tmpfs /var/tmp; } || exit 99; exec \"$@\"")
+# One test call longer than this fails (capsnap_mutation_timeout.py): an
+# endless loop costs this much, not the whole list's timeout.  No test of
+# the lists takes a tenth of it unmutated, even on a loaded machine.
+TEST_TIMEOUT = 120
 COPY_IGNORE = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".mypy_cache",
                                      ".ruff_cache", ".pytest_cache", ".hypothesis", "*.pyc")
 
@@ -246,11 +252,17 @@ class Runner:
         self.running: dict[int, str] = {}
         self.processes: dict[int, subprocess.Popen[str]] = {}
         self.scratch = Path(tempfile.mkdtemp(prefix="capsnap-mutation-"))
+        # Some tests run the copy's capsnap as an unprivileged user.
+        self.scratch.chmod(0o755)
         self.copies = []
         for n in range(jobs):
             copy = self.scratch / f"tree{n}"
             shutil.copytree(REPO, copy, ignore=COPY_IGNORE, symlinks=True)
             self.copies.append(copy)
+            # Each job's own TMPDIR: pytest's base temporary directory
+            # (pytest-of-root) is shared otherwise, and a test that opens it
+            # to other users races with the other job's pytest closing it.
+            (self.scratch / f"tmp{n}").mkdir(mode=0o755)
         self.free = list(range(jobs))
 
     def close(self) -> None:
@@ -259,9 +271,12 @@ class Runner:
     def pytest(self, slot: int, module: Module, timeout: float) -> tuple[str, str, float]:
         """Run the module's tests in a copy: (killed|survived|timeout, detail, seconds)."""
         copy = self.copies[slot]
-        env = dict(os.environ, PYTHONPATH=str(copy / "src"), PYTHONDONTWRITEBYTECODE="1",
-                   PYTHONHASHSEED="0")
+        env = dict(os.environ, PYTHONPATH=f"{copy / 'src'}:{copy / 'tests/mutation'}",
+                   PYTHONDONTWRITEBYTECODE="1", PYTHONHASHSEED="0",
+                   CAPSNAP_MUTATION_TEST_TIMEOUT=str(TEST_TIMEOUT),
+                   TMPDIR=str(self.scratch / f"tmp{slot}"))
         cmd = [self.python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+               "-p", "capsnap_mutation_timeout",
                "--no-header", "-o", "addopts=", *module.tests]
         if self.sandbox:
             cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", SANDBOX, "sh",
@@ -291,6 +306,8 @@ class Runner:
             raise Abort(f"cannot make the read-only sandbox: {out[-300:]}")
         lines = out.splitlines()
         failed = [ln for ln in lines if ln.startswith(("FAILED ", "ERROR "))]
+        if proc.returncode == 1 and "mutation-timeout" in out:
+            return "timeout", (failed[0] if failed else "")[:200], seconds
         if proc.returncode in (1, 2):  # tests failed, or the module no longer imports
             return "killed", (failed[0] if failed else lines[-1] if lines else "")[:200], \
                 seconds
@@ -358,7 +375,8 @@ def load(names: list[str] | None) -> list[Module]:
         if unknown:
             raise SystemExit(f"unknown module(s): {', '.join(sorted(unknown))} "
                              f"(known: {', '.join(m.name for m in modules)})")
-        modules = [m for m in modules if m.name in names]
+        by_name = {m.name: m for m in modules}
+        modules = [by_name[n] for n in dict.fromkeys(names)]  # in the order given
     return modules
 
 
@@ -465,7 +483,7 @@ def main(argv: list[str] | None = None) -> int:
             if not args.no_baseline:
                 for module, seconds in zip(modules, pool.map(runner.baseline, modules),
                                            strict=True):
-                    timeouts[module.name] = max(60.0, 3 * seconds + 20)
+                    timeouts[module.name] = max(120.0, 3 * seconds + 60)
                     print(f"baseline {module.name}: {len(module.tests)} test files "
                           f"pass in {seconds:.1f} s; timeout per mutant "
                           f"{timeouts[module.name]:.0f} s", flush=True)

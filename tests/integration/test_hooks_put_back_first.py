@@ -1,0 +1,136 @@
+"""dpkg's hooks put back what is declared whatever their marker says: a
+marker of a run that is gone, or none at all, never makes a hook skip a
+declaration, and a file the run replaced at the same version is put back.
+
+Scratch dpkg roots written by hand (status, file lists), capsnap's hooks run
+in this process on them; every capability lands on copies of /bin/true
+inside the scratch root.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from capsnap import hook
+from capsnap.fileops import kernel_cap_bits
+from capsnap.paths import SystemPaths
+from tests.conftest import getxattr_or_none, needs_root, run_cli
+from tests.packaging import make_dpkg_root
+
+pytestmark = needs_root
+
+PACKAGES = {"foo": "/usr/lib/foo/helper", "bar": "/usr/lib/bar/helper"}
+
+
+def paragraph(name: str, path: str, version: str = "1.0") -> str:
+    return (f"Package: {name}\nStatus: install ok installed\nArchitecture: all\n"
+            f"Version: {version}\nFile-Capabilities:\n {path} cap_net_raw=ep\n")
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    """Two installed packages, each declaring a capability on a file it ships,
+    put in place once; capsnap's state directory exists, as after install."""
+    root = make_dpkg_root(tmp_path / "root")
+    (root / "var/lib/dpkg/status").write_text(
+        "\n".join(paragraph(n, p) for n, p in PACKAGES.items()))
+    for name, path in PACKAGES.items():
+        (root / f"var/lib/dpkg/info/{name}.list").write_text(f"{path}\n")
+        helper = root / path.lstrip("/")
+        helper.parent.mkdir(parents=True)
+        shutil.copyfile("/bin/true", helper)
+        helper.chmod(0o755)
+    (root / "var/lib/capsnap").mkdir(parents=True)
+    assert run_cli("--root", str(root), "reapply").status == 0
+    assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
+    return root
+
+
+def run_hook(root: Path, name: str) -> int:
+    return hook.run(name, SystemPaths(root=str(root)), None, kernel_cap_bits(),
+                    stdin=io.StringIO())
+
+
+def strip(root: Path) -> None:
+    """What dpkg's unpack does to a capability: the files lose it."""
+    for path in PACKAGES.values():
+        os.removexattr(root / path.lstrip("/"), "security.capability")
+
+
+def marker(root: Path, pid: int, started: str) -> Path:
+    """The marker dpkg's pre-invoke leaves, naming the process and its start."""
+    with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as f:
+        boot = f.read().strip()
+    path = root / "var/lib/capsnap/transaction-open"
+    path.write_text(f"dpkg {pid} {started} {boot}\n")
+    return path
+
+
+def own_start(pid: int) -> str:
+    with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+        stat = f.read()
+    return stat[stat.rfind(")") + 2:].split()[19]
+
+
+def test_a_trigger_under_a_dead_runs_marker_still_puts_back(root: Path) -> None:
+    strip(root)
+    # This very pid, another start time: the process that left it is gone.
+    stale = marker(root, os.getpid(), "1")
+    assert run_hook(root, "dpkg-triggered") == 0
+    assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
+    # A live run's marker: its post-invoke will do it, the trigger waits.
+    strip(root)
+    marker(root, os.getpid(), own_start(os.getpid()))
+    assert run_hook(root, "dpkg-triggered") == 0
+    assert not any(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
+    stale.unlink()
+
+
+def test_post_invoke_without_its_pre_invoke_puts_back_every_declaration(root: Path) -> None:
+    """No marker: what the run changed is unknown, so every declaration counts,
+    not only those of packages whose version changed (none did here)."""
+    strip(root)
+    assert run_hook(root, "dpkg-post-invoke") == 0
+    assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
+    assert not (root / "var/lib/capsnap/transaction-open").exists()
+
+
+def test_post_invoke_never_trusts_a_marker_another_run_left(root: Path) -> None:
+    """A killed dpkg's marker and status link say nothing of this run: the
+    hook reapplies everything, as without them."""
+    strip(root)
+    os.link(root / "var/lib/dpkg/status", root / "var/lib/capsnap/dpkg-status.before")
+    marker(root, os.getpid(), "1")
+    assert run_hook(root, "dpkg-post-invoke") == 0
+    assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
+    assert not (root / "var/lib/capsnap/transaction-open").exists()
+
+
+def test_a_file_replaced_at_the_same_version_is_put_back(root: Path) -> None:
+    """dpkg --reinstall: no version changes, the file is a new one without
+    the capability; the run's own marker and link are trusted, and the file
+    it touched is put back before the run is recorded."""
+    assert run_cli("--root", str(root), "snapshot").status == 0  # the tracked files, seen
+    parent = os.getppid()
+    marker(root, parent, own_start(parent))  # left by the process this hook runs under
+    os.link(root / "var/lib/dpkg/status", root / "var/lib/capsnap/dpkg-status.before")
+    helper = root / PACKAGES["foo"].lstrip("/")
+    fresh = helper.with_name("helper.dpkg-new")
+    shutil.copyfile("/bin/true", fresh)
+    fresh.chmod(0o755)
+    os.replace(fresh, helper)
+    assert getxattr_or_none(helper) is None
+    assert run_hook(root, "dpkg-post-invoke") == 0
+    assert getxattr_or_none(helper) is not None
+    # Recorded second: the after snapshot has the capability back.
+    diff = run_cli("--root", str(root), "diff")
+    assert diff.status in (0, 1), diff.err
+    line = next(ln for ln in diff.out.splitlines() if PACKAGES["foo"] in ln)
+    assert "restored by capsnap" in line
+    before_and_after = line.split(PACKAGES["foo"], 1)[1].split()
+    assert before_and_after[:2] == ["cap_net_raw=ep", "cap_net_raw=ep"], diff.out
