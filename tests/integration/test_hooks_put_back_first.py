@@ -134,3 +134,111 @@ def test_a_file_replaced_at_the_same_version_is_put_back(root: Path) -> None:
     assert "restored by capsnap" in line
     before_and_after = line.split(PACKAGES["foo"], 1)[1].split()
     assert before_and_after[:2] == ["cap_net_raw=ep", "cap_net_raw=ep"], diff.out
+
+
+def test_a_file_another_package_lost_in_the_run_is_put_back_too(root: Path) -> None:
+    """foo is upgraded; bar's file is replaced without a version change (a
+    shared trigger, a package's postinst): both are put back."""
+    assert run_cli("--root", str(root), "snapshot").status == 0
+    parent = os.getppid()
+    marker(root, parent, own_start(parent))
+    status = root / "var/lib/dpkg/status"
+    os.link(status, root / "var/lib/capsnap/dpkg-status.before")
+    new = status.with_name("status-new")  # dpkg writes the new status by rename
+    new.write_text(paragraph("foo", PACKAGES["foo"], "1.1") + "\n"
+                   + paragraph("bar", PACKAGES["bar"]))
+    os.replace(new, status)
+    for path in PACKAGES.values():
+        helper = root / path.lstrip("/")
+        fresh = helper.with_name("helper.dpkg-new")
+        shutil.copyfile("/bin/true", fresh)
+        fresh.chmod(0o755)
+        os.replace(fresh, helper)
+    assert run_hook(root, "dpkg-post-invoke") == 0
+    assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
+
+
+def test_a_closing_hook_that_fails_still_puts_back(root: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """The last resort: whatever error ends a closing hook before its reapply
+    (here an internal one), what is declared is put back before it returns."""
+    def explode(ctx: hook.Context) -> int:
+        raise RuntimeError("boom")
+
+    strip(root)
+    monkeypatch.setitem(hook.HOOKS, "dpkg-post-invoke", explode)
+    assert run_hook(root, "dpkg-post-invoke") == 0
+    assert "internal error (please report it): RuntimeError: boom" in capsys.readouterr().err
+    assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
+
+
+def test_apt_post_invoke_puts_back_when_the_store_fails_midway(
+        root: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """apt's transaction is open, then the store fails (locked past its wait,
+    a full disk) when its post-invoke reads it: put back all the same."""
+    import sqlite3
+
+    from capsnap.store import Store
+
+    assert run_hook(root, "apt-pre-invoke") == 0
+    strip(root)
+
+    def locked(self: Store, tid: int) -> object:
+        raise sqlite3.OperationalError("database is locked")
+
+    monkeypatch.setattr(Store, "transaction_info", locked)
+    assert run_hook(root, "apt-post-invoke") == 0
+    assert "not recorded, capabilities put back all the same" in capsys.readouterr().err
+    assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
+    assert not (root / "var/lib/capsnap/transaction-open").exists()
+
+
+@pytest.mark.parametrize("name", ["apt-post-invoke", "rpm-post", "dnf-post-transaction"])
+def test_a_closing_hook_without_its_transaction_still_puts_back(root: Path, name: str) -> None:
+    """Its opening hook could not record a transaction (no database here):
+    the closing one reapplies without a record."""
+    strip(root)
+    assert run_hook(root, name) == 0
+    assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
+
+
+def test_dpkg_post_invoke_between_apts_dpkg_runs_puts_back(root: Path) -> None:
+    """Under apt's open transaction, each dpkg run's post-invoke reapplies
+    (apt's post-invoke records it)."""
+    assert run_hook(root, "apt-pre-invoke") == 0
+    strip(root)
+    assert run_hook(root, "dpkg-post-invoke") == 0
+    assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
+    assert (root / "var/lib/capsnap/transaction-open").read_text().startswith("apt ")
+
+
+def test_strict_mode_fails_the_run_for_what_is_not_in_place(root: Path) -> None:
+    """A declared file capsnap refuses (group-writable) is not in place:
+    strict = yes fails dpkg, the default does not."""
+    strip(root)
+    (root / PACKAGES["bar"].lstrip("/")).chmod(0o775)
+    assert run_hook(root, "dpkg-triggered") == 0
+    (root / "etc/capsnap").mkdir(parents=True)
+    (root / "etc/capsnap/capsnap.conf").write_text("strict = yes\n")
+    assert run_hook(root, "dpkg-triggered") == 1
+    assert getxattr_or_none(root / PACKAGES["foo"].lstrip("/"))  # the rest put back
+
+
+def test_strict_mode_fails_when_the_run_cannot_be_recorded(root: Path) -> None:
+    (root / "etc/capsnap").mkdir(parents=True)
+    (root / "etc/capsnap/capsnap.conf").write_text("strict = yes\n")
+    (root / "var/lib/capsnap/capsnap.db").write_bytes(b"not a database\n" * 100)
+    strip(root)
+    assert run_hook(root, "dpkg-post-invoke") == 1
+    assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
+
+
+def test_a_hook_takes_back_what_a_new_version_no_longer_declares(root: Path) -> None:
+    """foo 1.1 ships the file without declaring it: the capability capsnap
+    applied for foo 1.0 goes, bar's stays."""
+    status = root / "var/lib/dpkg/status"
+    status.write_text("Package: foo\nStatus: install ok installed\nArchitecture: all\n"
+                      "Version: 1.1\n\n" + paragraph("bar", PACKAGES["bar"]))
+    assert run_hook(root, "dpkg-post-invoke") == 0
+    assert getxattr_or_none(root / PACKAGES["foo"].lstrip("/")) is None
+    assert getxattr_or_none(root / PACKAGES["bar"].lstrip("/"))
