@@ -43,8 +43,12 @@ MUTANTS = HERE / "mutants"
 # Host programs and libraries whose capabilities and set-id bits must never
 # change: the tests copy some of them into scratch roots, and a mutant that
 # broke the confinement would land on the originals.
-WATCHED_DIRS = ("/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/lib", "/usr/libexec",
-                "/usr/local/bin", "/usr/local/sbin")
+WATCHED_DIRS = ("/usr/bin", "/usr/sbin", "/bin", "/sbin", "/usr/libexec", "/usr/local/bin",
+                "/usr/local/sbin")
+# Looked at after every FULL_EVERY mutants and at the end: 3 s (getcap on
+# every library) after every mutant would cost a tenth of the run.
+WATCHED_LIBRARIES = ("/usr/lib", "/usr/lib64", "/lib", "/lib64")
+FULL_EVERY = 20
 # capsnap's own places on the host: tests must use scratch roots, never these.
 HOST_STATE = ("/etc/capsnap", "/var/lib/capsnap", "/var/log/capsnap.log",
               "/var/cache/capsnap")
@@ -168,14 +172,19 @@ def locate(module: Module, source: str) -> list[tuple[Mutant, str]]:
 
 # --- the host watch -----------------------------------------------------------------
 
-def _host_caps() -> str:
-    dirs = [d for d in WATCHED_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+def _watched(full: bool) -> list[str]:
+    return [d for d in WATCHED_DIRS + (WATCHED_LIBRARIES if full else ())
+            if os.path.isdir(d) and not os.path.islink(d)]
+
+
+def _host_caps(full: bool) -> str:
+    dirs = _watched(full)
     done = subprocess.run(["getcap", "-r", *dirs], capture_output=True, text=True)
     return "\n".join(sorted(done.stdout.splitlines()))
 
 
-def _host_setid() -> str:
-    dirs = [d for d in WATCHED_DIRS if os.path.isdir(d) and not os.path.islink(d)]
+def _host_setid(full: bool) -> str:
+    dirs = _watched(full)
     done = subprocess.run(["find", *dirs, "-xdev", "-type", "f", "-perm", "/6000"],
                           capture_output=True, text=True)
     return "\n".join(sorted(done.stdout.splitlines()))
@@ -206,21 +215,25 @@ class HostWatch:
     """What must not change on the host while mutants run."""
 
     def __init__(self) -> None:
-        self.caps = _host_caps()
-        self.setid = _host_setid()
+        self.caps = {full: _host_caps(full) for full in (False, True)}
+        self.setid = {full: _host_setid(full) for full in (False, True)}
+        self.checks = 0
         self.mounts = _mounts()
         self.state = _state_signature()
         self.warnings: list[str] = []
 
-    def harm(self, running: str) -> str | None:
+    def harm(self, running: str, final: bool = False) -> str | None:
         """Why the run must stop, or None; a change to capsnap's own host
         state is a warning (other work on the machine may touch it)."""
-        caps = _host_caps()
-        if caps != self.caps:
-            return f"host capabilities changed (getcap -r):\nbefore:\n{self.caps}\nnow:\n{caps}"
-        setid = _host_setid()
-        if setid != self.setid:
-            return f"host set-id files changed:\nbefore:\n{self.setid}\nnow:\n{setid}"
+        self.checks += 1
+        full = final or self.checks % FULL_EVERY == 0
+        caps = _host_caps(full)
+        if caps != self.caps[full]:
+            return (f"host capabilities changed (getcap -r):\nbefore:\n{self.caps[full]}\n"
+                    f"now:\n{caps}")
+        setid = _host_setid(full)
+        if setid != self.setid[full]:
+            return f"host set-id files changed:\nbefore:\n{self.setid[full]}\nnow:\n{setid}"
         added = _mounts() - self.mounts
         if added:
             time.sleep(2)  # one being torn down right now is no stray mount
@@ -264,6 +277,14 @@ class Runner:
             # to other users races with the other job's pytest closing it.
             (self.scratch / f"tmp{n}").mkdir(mode=0o755)
         self.free = list(range(jobs))
+
+    def stop(self, why: str) -> None:
+        """Stop the run: no new mutant starts, and the running tests are killed."""
+        with self.lock:
+            self.aborted = self.aborted or why
+            for proc in self.processes.values():
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
 
     def close(self) -> None:
         shutil.rmtree(self.scratch, ignore_errors=True)
@@ -477,6 +498,13 @@ def main(argv: list[str] | None = None) -> int:
     watch = HostWatch()
     runner = Runner(args.python, jobs, watch, args.verbose, not args.no_sandbox)
     outcomes: list[Outcome] = []
+
+    def interrupted(signum: int, frame: object) -> None:
+        runner.stop(f"interrupted by signal {signum}")
+
+    # An interrupted run leaves no test running and no copy behind.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupted)
     try:
         timeouts: dict[str, float] = {}
         with ThreadPoolExecutor(jobs) as pool:
@@ -506,6 +534,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         runner.close()
+    if not runner.aborted:
+        harm = watch.harm("the run", final=True)
+        if harm:
+            runner.aborted = f"found at the end of the run: {harm}"
+    if runner.aborted and runner.aborted.startswith("interrupted"):
+        print(f"run.py: {runner.aborted}; nothing counted", file=sys.stderr)
+        return 130
     if runner.aborted:
         print("\n" + "!" * 78 + f"\nRUN ABORTED: a mutant changed the host\n{runner.aborted}\n"
               + "!" * 78, file=sys.stderr)
