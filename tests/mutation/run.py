@@ -214,7 +214,9 @@ def _state_signature() -> str:
 class HostWatch:
     """What must not change on the host while mutants run."""
 
-    def __init__(self) -> None:
+    def __init__(self, scratch: Path) -> None:
+        self.scratch = scratch
+        self.seen_mounts: set[str] = set()
         self.caps = {full: _host_caps(full) for full in (False, True)}
         self.setid = {full: _host_setid(full) for full in (False, True)}
         self.checks = 0
@@ -238,8 +240,17 @@ class HostWatch:
         if added:
             time.sleep(2)  # one being torn down right now is no stray mount
             added = _mounts() - self.mounts
-            if added:
-                return "mounts left on the host: " + "; ".join(sorted(added))
+        # The tests run in mount namespaces of their own (the sandbox, and
+        # tests/conftest.py): one of their mounts can show here only if
+        # that failed, and it would be under this run's directory (the
+        # copies, each job's TMPDIR).  Others on the machine mount too.
+        ours = sorted(m for m in added if m.startswith(f"{self.scratch}/"))
+        if ours:
+            return "mounts left on the host: " + "; ".join(ours)
+        for m in sorted(added - self.seen_mounts):
+            self.warnings.append(f"a mount appeared while {running} ran (not under this "
+                                 f"run's directory: someone else's?): {m}")
+        self.seen_mounts |= added
         state = _state_signature()
         if state != self.state:
             self.warnings.append(f"capsnap's host state changed while {running} ran")
@@ -255,7 +266,7 @@ class Abort(Exception):
 
 class Runner:
     def __init__(self, python: str, jobs: int, watch: HostWatch, verbose: bool,
-                 sandbox: bool = True) -> None:
+                 sandbox: bool, scratch: Path) -> None:
         self.python = python
         self.sandbox = sandbox
         self.watch = watch
@@ -264,7 +275,7 @@ class Runner:
         self.aborted: str | None = None
         self.running: dict[int, str] = {}
         self.processes: dict[int, subprocess.Popen[str]] = {}
-        self.scratch = Path(tempfile.mkdtemp(prefix="capsnap-mutation-"))
+        self.scratch = scratch
         # Some tests run the copy's capsnap as an unprivileged user.
         self.scratch.chmod(0o755)
         self.copies = []
@@ -495,8 +506,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     jobs = max(1, min(args.jobs, 4))
     started = time.monotonic()
-    watch = HostWatch()
-    runner = Runner(args.python, jobs, watch, args.verbose, not args.no_sandbox)
+    scratch = Path(tempfile.mkdtemp(prefix="capsnap-mutation-"))
+    watch = HostWatch(scratch)
+    runner = Runner(args.python, jobs, watch, args.verbose, not args.no_sandbox, scratch)
     outcomes: list[Outcome] = []
 
     def interrupted(signum: int, frame: object) -> None:
