@@ -12,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from tests.conftest import run_cli
+from tests.conftest import getxattr_or_none, needs_root, run_cli
 from tests.packaging import make_dpkg_root
 
 
@@ -117,3 +117,21 @@ def test_a_package_of_two_architectures_is_named_with_each(tmp_path: Path) -> No
     found, err = check(root)
     assert {p: f["package"] for p, f in found.items()} == {
         "/usr/lib/amd64/foo/helper": "foo:amd64", "/usr/lib/i386/foo/helper": "foo:i386"}, err
+
+
+@needs_root
+def test_a_package_whose_field_cannot_be_read_keeps_what_capsnap_applied(
+        tmp_path: Path) -> None:
+    """A byte that is not UTF-8 in foo's paragraph costs foo's declarations
+    this run, and is said; what capsnap applied for foo is not taken back on
+    the grounds that foo no longer declares it: that is unknown."""
+    root = make_root(tmp_path, [installed("foo", ["/usr/lib/foo/helper cap_net_raw=ep"])],
+                     {"foo": ["/usr/lib/foo/helper"]})
+    helper = root / "usr/lib/foo/helper"
+    assert run_cli("--root", str(root), "reapply").status == 0
+    assert getxattr_or_none(helper)
+    status = root / "var/lib/dpkg/status"
+    status.write_bytes(status.read_bytes().replace(b"Version: 1.0", b"Version: 1.0\xff"))
+    result = run_cli("--root", str(root), "reapply")
+    assert "its File-Capabilities field is skipped" in result.err, result.err
+    assert getxattr_or_none(helper), "taken back though foo's declaration was not read"
