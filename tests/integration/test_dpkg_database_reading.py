@@ -135,3 +135,14 @@ def test_a_package_whose_field_cannot_be_read_keeps_what_capsnap_applied(
     result = run_cli("--root", str(root), "reapply")
     assert "its File-Capabilities field is skipped" in result.err, result.err
     assert getxattr_or_none(helper), "taken back though foo's declaration was not read"
+
+
+def test_the_field_name_is_read_in_any_case(tmp_path: Path) -> None:
+    """dpkg keeps an unknown field's name as the package spelt it; field
+    names are case-insensitive (deb822)."""
+    root = make_root(
+        tmp_path, [installed("foo", ["/usr/lib/foo/helper cap_net_raw=ep"]).replace(
+            "File-Capabilities:", "file-CAPABILITIES:")],
+        {"foo": ["/usr/lib/foo/helper"]})
+    found, err = check(root)
+    assert list(found) == ["/usr/lib/foo/helper"], err

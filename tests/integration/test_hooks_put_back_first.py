@@ -242,3 +242,21 @@ def test_a_hook_takes_back_what_a_new_version_no_longer_declares(root: Path) -> 
     assert run_hook(root, "dpkg-post-invoke") == 0
     assert getxattr_or_none(root / PACKAGES["foo"].lstrip("/")) is None
     assert getxattr_or_none(root / PACKAGES["bar"].lstrip("/"))
+
+
+def test_purging_a_package_forgets_its_records(root: Path) -> None:
+    """foo is purged in this run (foobar stays installed): capsnap's records of
+    foo go, bar's stay."""
+    records = root / "var/lib/capsnap/packages"
+    assert sorted(p.name for p in records.iterdir()) == ["bar", "foo"]
+    parent = os.getppid()
+    marker(root, parent, own_start(parent))
+    status = root / "var/lib/dpkg/status"
+    os.link(status, root / "var/lib/capsnap/dpkg-status.before")
+    new = status.with_name("status-new")
+    new.write_text(paragraph("foobar", "/usr/lib/foobar/helper") + "\n"
+                   + paragraph("bar", PACKAGES["bar"]))
+    os.replace(new, status)
+    (root / "var/lib/dpkg/info/foo.list").unlink()
+    assert run_hook(root, "dpkg-post-invoke") == 0
+    assert sorted(p.name for p in records.iterdir()) == ["bar"]
