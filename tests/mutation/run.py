@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import py_compile
 import shutil
@@ -55,10 +56,13 @@ HOST_STATE = ("/etc/capsnap", "/var/lib/capsnap", "/var/log/capsnap.log",
 # Each pytest run of a mutant sees the host read-only: a private mount
 # namespace where / is bound read-only and only /tmp (the scratch copies,
 # pytest's tmp_path, the overlays' upper directories) stays writable, and
-# /var/tmp (rpmbuild's) is a fresh tmpfs.  The
+# /var/tmp (rpmbuild's) and the job's TMPDIR (pytest's tmp_path) are fresh
+# tmpfs: nothing to delete afterwards (deleting is slow on a disk mounted
+# with discard), and the tests' scratch files stay in memory.  The
 # host watch above is the second line.
 SANDBOX = ("{ mount --bind /tmp /tmp && mount -o remount,bind,ro / && "
-           "mount -t tmpfs tmpfs /var/tmp; } || exit 99; exec \"$@\"")
+           "mount -t tmpfs tmpfs /var/tmp && mount -t tmpfs -o mode=0755 tmpfs \"$TMPDIR\"; } "
+           "|| exit 99; exec \"$@\"")
 # One test call longer than this fails (capsnap_mutation_timeout.py): an
 # endless loop costs this much, not the whole list's timeout.  No test of
 # the lists takes a tenth of it unmutated, even on a loaded machine.
@@ -75,6 +79,7 @@ class Mutant:
     original: str
     replacement: str
     line: int = 0  # in the module, where the original starts (for the report)
+    equivalent: str = ""  # why no test can tell it from the original: not run
 
 
 @dataclass
@@ -137,6 +142,8 @@ def parse_file(path: Path) -> Module:
             if current is None:
                 raise SystemExit(f"{path}:{number}: '+ ' line before any mutant")
             replacements.append(raw[2:])
+        elif current is not None and raw.startswith("equivalent:") and not originals:
+            current.equivalent = raw.partition(":")[2].strip()
         elif current is None and raw.startswith("module:"):
             module_path = raw.partition(":")[2].strip()
         elif current is None and raw.startswith("timeout:"):
@@ -266,8 +273,9 @@ class Abort(Exception):
 
 class Runner:
     def __init__(self, python: str, jobs: int, watch: HostWatch, verbose: bool,
-                 sandbox: bool, scratch: Path) -> None:
+                 sandbox: bool, scratch: Path, run_equivalents: bool = False) -> None:
         self.python = python
+        self.run_equivalents = run_equivalents
         self.sandbox = sandbox
         self.watch = watch
         self.verbose = verbose
@@ -369,6 +377,8 @@ class Runner:
     def run_mutant(self, module: Module, m: Mutant, timeout: float) -> Outcome:
         if self.aborted:
             return Outcome(module.name, m, "skipped", "run aborted", 0.0)
+        if m.equivalent and not self.run_equivalents:
+            return Outcome(module.name, m, "equivalent", m.equivalent, 0.0)
         slot = self.take()
         target = self.copies[slot] / module.path
         original = target.read_bytes()
@@ -423,12 +433,14 @@ def report(outcomes: list[Outcome], modules: list[Module], seconds: float,
     for module in modules:
         mine = [o for o in outcomes if o.module == module.name]
         counts = {r: sum(o.result == r for o in mine)
-                  for r in ("killed", "timeout", "survived", "invalid", "error", "skipped")}
-        crit = [o for o in mine if o.mutant.critical and o.result != "invalid"]
+                  for r in ("killed", "timeout", "survived", "invalid", "error", "skipped",
+                            "equivalent")}
+        crit = [o for o in mine if o.mutant.critical and o.result not in ("invalid", "equivalent")]
         crit_killed = sum(o.result in ("killed", "timeout") for o in crit)
         judged = counts["killed"] + counts["timeout"] + counts["survived"]
         score = (counts["killed"] + counts["timeout"]) / judged if judged else 0.0
-        extra = "".join(f", {counts[r]} {r}" for r in ("error", "skipped") if counts[r])
+        extra = "".join(f", {counts[r]} {r}" for r in ("equivalent", "error", "skipped")
+                        if counts[r])
         print(f"| {module.name} | {len(mine)} | {counts['killed']} | {counts['timeout']} | "
               f"{counts['survived']} | {counts['invalid']} | {score:.0%}{extra} | "
               f"{crit_killed}/{len(crit)} |")
@@ -443,17 +455,37 @@ def report(outcomes: list[Outcome], modules: list[Module], seconds: float,
           f"{totals['survived']} | {totals['invalid']} | {score:.0%} | "
           f"{totals['crit_killed']}/{totals['crit']} |")
     print(f"\nrun time {seconds / 60:.1f} min")
-    survivors = [o for o in outcomes if o.result in ("survived", "error", "invalid")]
+    survivors = [o for o in outcomes if o.result in ("survived", "error", "invalid",
+                                                    "equivalent")]
     if survivors:
         print("\nsurvivors (and mutants that could not be judged):")
         for o in survivors:
             where = f"{o.module}:{o.mutant.line}"
             crit = " [critical]" if o.mutant.critical else ""
-            extra = f": {o.detail}" if o.result != "survived" else ""
+            extra = f" -- {o.detail}" if o.result != "survived" else ""
             print(f"  {o.result.upper()} {o.mutant.ident}{crit} {where} "
                   f"{o.mutant.description}{extra}")
     for w in warnings:
         print(f"warning: {w}")
+    return 0
+
+
+def report_from(path: Path, modules: list[Module]) -> int:
+    """The table of a results file: the last outcome of each mutant."""
+    known = {(module.name, m.ident): m for module in modules for m in module.mutants}
+    last: dict[tuple[str, str], Outcome] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        row = json.loads(line)
+        m = known.get((row["module"], row["id"]))
+        if m is not None:
+            m.line = row["line"]
+            last[(row["module"], row["id"])] = Outcome(row["module"], m, row["result"],
+                                                       row["detail"], row["seconds"])
+    ran = [module for module in modules if any(k[0] == module.name for k in last)]
+    missing = sum(1 for k in known if k[0] in {m.name for m in ran} and k not in last)
+    report(list(last.values()), ran, sum(o.seconds for o in last.values()), [])
+    if missing:
+        print(f"({missing} mutants of these modules have no result in {path})")
     return 0
 
 
@@ -473,12 +505,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="skip the run of each module's tests without a mutant")
     parser.add_argument("--baseline-only", action="store_true",
                         help="only time each module's tests without a mutant")
+    parser.add_argument("--results", metavar="FILE",
+                        help="append each mutant's outcome to FILE (JSON lines) as it ends")
+    parser.add_argument("--report-from", metavar="FILE",
+                        help="print the table of a --results file (a run stopped early too)")
+    parser.add_argument("--run-equivalents", action="store_true",
+                        help="run the mutants marked equivalent as well")
     parser.add_argument("--no-sandbox", action="store_true",
                         help="run the tests with the host writable (only the host watch "
                         "then guards it)")
     parser.add_argument("-v", "--verbose", action="store_true", help="a line per mutant")
     args = parser.parse_args(argv)
     modules = load(args.module)
+    if args.report_from:
+        return report_from(Path(args.report_from), modules)
     bad_total = 0
     for module in modules:
         source = (REPO / module.path).read_text(encoding="utf-8")
@@ -508,7 +548,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     scratch = Path(tempfile.mkdtemp(prefix="capsnap-mutation-"))
     watch = HostWatch(scratch)
-    runner = Runner(args.python, jobs, watch, args.verbose, not args.no_sandbox, scratch)
+    runner = Runner(args.python, jobs, watch, args.verbose, not args.no_sandbox, scratch,
+                    args.run_equivalents)
     outcomes: list[Outcome] = []
 
     def interrupted(signum: int, frame: object) -> None:
@@ -538,6 +579,13 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"{outcome.result:8} {module.name} {m.ident} "
                           f"({outcome.seconds:.1f} s) {m.description}"
                           + (f" -- {outcome.detail}" if outcome.detail else ""), flush=True)
+                if args.results:
+                    with runner.lock, open(args.results, "a", encoding="utf-8") as f:
+                        f.write(json.dumps({"module": module.name, "id": m.ident,
+                                            "critical": m.critical, "line": m.line,
+                                            "description": m.description,
+                                            "result": outcome.result, "detail": outcome.detail,
+                                            "seconds": round(outcome.seconds, 1)}) + "\n")
                 return outcome
 
             outcomes = list(pool.map(one, work))
