@@ -260,3 +260,22 @@ def test_purging_a_package_forgets_its_records(root: Path) -> None:
     (root / "var/lib/dpkg/info/foo.list").unlink()
     assert run_hook(root, "dpkg-post-invoke") == 0
     assert sorted(p.name for p in records.iterdir()) == ["bar"]
+
+
+def test_a_configure_at_the_same_version_is_the_packages_transaction(root: Path) -> None:
+    """dpkg --configure after --unpack changes foo's paragraph, not its
+    version: the run is recorded as foo's (its after snapshot looks at foo's
+    files, where its postinst may have set capabilities)."""
+    status = root / "var/lib/dpkg/status"
+    status.write_text(paragraph("foo", PACKAGES["foo"]).replace("ok installed", "ok unpacked")
+                      + "\n" + paragraph("bar", PACKAGES["bar"]))
+    assert run_cli("--root", str(root), "snapshot").status == 0
+    parent = os.getppid()
+    marker(root, parent, own_start(parent))
+    os.link(status, root / "var/lib/capsnap/dpkg-status.before")
+    new = status.with_name("status-new")
+    new.write_text(paragraph("foo", PACKAGES["foo"]) + "\n" + paragraph("bar", PACKAGES["bar"]))
+    os.replace(new, status)
+    assert run_hook(root, "dpkg-post-invoke") == 0
+    diff = run_cli("--root", str(root), "diff")
+    assert diff.out.startswith("transaction 1 (dpkg): foo 1.0;"), diff.out
