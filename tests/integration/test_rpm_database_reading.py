@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -124,3 +125,27 @@ def test_a_database_in_var_lib_rpm_is_the_one_read(tmp_path: Path,
     assert not (root / rpm_dbpath().lstrip("/")).exists()
     _, found, err = capsnap(root, "check")
     assert list(found) == ["/usr/lib/netadmin/tool"], err
+
+
+def test_an_rpms_version_carries_its_epoch(tmp_path: Path) -> None:
+    """rpm's version of a package with an Epoch is E:V-R, as rpm -q --qf
+    '%{EPOCH}:%{VERSION}-%{RELEASE}' says: the declaration's and the record's."""
+    top = tmp_path / "epoch.rpmbuild"
+    for sub in ("BUILD", "BUILDROOT", "RPMS", "SOURCES", "SPECS", "SRPMS"):
+        (top / sub).mkdir(parents=True)
+    spec = top / "SPECS/epoch.spec"
+    spec.write_text("\n".join([
+        "%define _binaries_in_noarch_packages_terminate_build 0",
+        "%define debug_package %{nil}", "%define _build_id_links none",
+        "%define __os_install_post %{nil}",
+        "Name: epoch", "Epoch: 3", "Version: 1.2", "Release: 4", "Summary: x",
+        "License: MIT", "BuildArch: noarch", "AutoReqProv: no", "", "%description", "x", "",
+        "%install", "mkdir -p %{buildroot}/usr/lib/epoch",
+        "cp /bin/true %{buildroot}/usr/lib/epoch/helper", "",
+        "%files", "%caps(cap_net_raw=ep) /usr/lib/epoch/helper", ""]))
+    subprocess.run(["rpmbuild", "-bb", "--nodeps", "--define", f"_topdir {top}", str(spec)],
+                   check=True, capture_output=True)
+    root = make_rpm_root(tmp_path / "root")
+    rpm_install(root, top / "RPMS/noarch/epoch-1.2-4.noarch.rpm")
+    _, found, err = capsnap(root, "check")
+    assert found["/usr/lib/epoch/helper"]["version"] == "3:1.2-4", err
