@@ -1,0 +1,60 @@
+"""capsnap writes its own files (log, records) only where nobody but root can
+write, and only into plain files of root's with one name: in an image or a
+chroot handed to --root, a group that can write capsnap's state directory,
+or a hard link planted at its log, must not make root write elsewhere.
+
+Scratch roots; the files an attack would aim at are canaries inside them.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import shutil
+from pathlib import Path
+
+from tests.conftest import getxattr_or_none, needs_root, run_cli
+from tests.packaging import make_dpkg_root
+
+pytestmark = needs_root
+
+HELPER = "/usr/lib/foo/helper"
+
+
+def make_root(top: Path) -> Path:
+    """A root with one local declaration that reapply restores, so that it
+    writes its log and its records."""
+    root = make_dpkg_root(top / "root")
+    local = root / "etc/capsnap/capabilities.d"
+    local.mkdir(parents=True)
+    (local / "foo.capabilities").write_text(f"{HELPER} cap_net_raw=ep owner=foo\n")
+    helper = root / HELPER.lstrip("/")
+    helper.parent.mkdir(parents=True)
+    shutil.copyfile("/bin/true", helper)
+    helper.chmod(0o755)
+    (root / "var/lib/capsnap").mkdir(parents=True)
+    return root
+
+
+def test_a_state_directory_a_group_can_write_is_not_used(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    state = root / "var/lib/capsnap"
+    os.chown(state, 0, grp.getgrnam("nogroup").gr_gid)
+    state.chmod(0o775)
+    result = run_cli("--root", str(root), "reapply")
+    assert getxattr_or_none(root / HELPER.lstrip("/"))  # the capability is put back
+    assert "writable by group or others" in result.err, result.err
+    assert os.listdir(state) == []  # and nothing is recorded there
+
+
+def test_a_log_with_another_name_is_not_written(tmp_path: Path) -> None:
+    """var/log/capsnap.log hard-linked to another file of the tree: the log
+    line would land in that file."""
+    root = make_root(tmp_path)
+    canary = root / "etc/canary"
+    canary.write_text("unchanged\n")
+    os.link(canary, root / "var/log/capsnap.log")
+    result = run_cli("--root", str(root), "reapply")
+    assert getxattr_or_none(root / HELPER.lstrip("/"))
+    assert "has other names" in result.err, result.err
+    assert canary.read_text() == "unchanged\n"
