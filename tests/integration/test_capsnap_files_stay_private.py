@@ -58,3 +58,16 @@ def test_a_log_with_another_name_is_not_written(tmp_path: Path) -> None:
     assert getxattr_or_none(root / HELPER.lstrip("/"))
     assert "has other names" in result.err, result.err
     assert canary.read_text() == "unchanged\n"
+
+
+def test_a_log_someone_else_owns_is_not_written(tmp_path: Path) -> None:
+    """Their file at the log's name: what root appends, they read (and a
+    FIFO or a link they swap in later would follow)."""
+    root = make_root(tmp_path)
+    log = root / "var/log/capsnap.log"
+    log.write_text("theirs\n")
+    os.chown(log, 4242, 4242)
+    result = run_cli("--root", str(root), "reapply")
+    assert getxattr_or_none(root / HELPER.lstrip("/"))
+    assert "another owner (uid 4242)" in result.err, result.err
+    assert log.read_text() == "theirs\n"
