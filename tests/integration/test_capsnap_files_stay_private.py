@@ -11,6 +11,7 @@ from __future__ import annotations
 import grp
 import os
 import shutil
+import stat
 from pathlib import Path
 
 from tests.conftest import getxattr_or_none, needs_root, run_cli
@@ -71,3 +72,37 @@ def test_a_log_someone_else_owns_is_not_written(tmp_path: Path) -> None:
     assert getxattr_or_none(root / HELPER.lstrip("/"))
     assert "another owner (uid 4242)" in result.err, result.err
     assert log.read_text() == "theirs\n"
+
+
+def test_a_records_directory_a_group_can_write_is_not_used(tmp_path: Path) -> None:
+    root = make_root(tmp_path)
+    records = root / "var/lib/capsnap/packages"
+    records.mkdir()
+    os.chown(records, 0, grp.getgrnam("nogroup").gr_gid)
+    records.chmod(0o775)
+    result = run_cli("--root", str(root), "reapply")
+    assert "writable by group or others" in result.err, result.err
+    assert os.listdir(records) == []
+
+
+def test_a_log_that_is_no_plain_file_is_not_written(tmp_path: Path) -> None:
+    """A device node at the log's name (here the null device: harmless)."""
+    root = make_root(tmp_path)
+    log = root / "var/log/capsnap.log"
+    os.mknod(log, 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    result = run_cli("--root", str(root), "reapply")
+    assert getxattr_or_none(root / HELPER.lstrip("/"))
+    assert "not a regular file" in result.err, result.err
+
+
+def test_a_database_file_planted_as_a_link_is_refused(tmp_path: Path) -> None:
+    """SQLite opens the database's -wal and -journal by name: a link planted
+    there would have root write its pages elsewhere."""
+    root = make_root(tmp_path)
+    canary = root / "etc/canary"
+    canary.write_text("unchanged\n")
+    (root / "var/lib/capsnap/capsnap.db-wal").symlink_to(canary)
+    result = run_cli("--root", str(root), "snapshot")
+    assert result.status != 0
+    assert "capsnap.db-wal: not a regular file" in result.err, result.err
+    assert canary.read_text() == "unchanged\n"
