@@ -106,3 +106,22 @@ def test_a_database_file_planted_as_a_link_is_refused(tmp_path: Path) -> None:
     assert result.status != 0
     assert "capsnap.db-wal: not a regular file" in result.err, result.err
     assert canary.read_text() == "unchanged\n"
+
+
+def test_directories_made_for_capsnap_have_their_mode_whatever_the_umask(
+        tmp_path: Path) -> None:
+    """A caller under umask 077 (a library user, a hook's odd parent) still
+    makes var/lib/capsnap/packages 0755, which unprivileged readers need."""
+    from capsnap import confine
+    from capsnap.paths import SystemPaths
+
+    root = make_dpkg_root(tmp_path / "root")
+    old = os.umask(0o077)
+    try:
+        confine.write_atomically(SystemPaths(root=str(root)),
+                                 str(root / "var/lib/capsnap/packages/foo"), b"{}\n")
+    finally:
+        os.umask(old)
+        confine.release()
+    for d in ("var/lib/capsnap", "var/lib/capsnap/packages"):
+        assert stat.S_IMODE((root / d).stat().st_mode) == 0o755, d

@@ -279,3 +279,14 @@ def test_a_configure_at_the_same_version_is_the_packages_transaction(root: Path)
     assert run_hook(root, "dpkg-post-invoke") == 0
     diff = run_cli("--root", str(root), "diff")
     assert diff.out.startswith("transaction 1 (dpkg): foo 1.0;"), diff.out
+
+
+def test_a_database_planted_as_a_dangling_link_is_said(root: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    """apt's post-invoke looks for its transaction: a link at the database's
+    name is a database there that cannot be used, not no database."""
+    (root / "var/lib/capsnap/capsnap.db").symlink_to("/nonexistent/capsnap.db")
+    strip(root)
+    assert run_hook(root, "apt-post-invoke") == 0
+    assert "not recorded, capabilities put back all the same" in capsys.readouterr().err
+    assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
