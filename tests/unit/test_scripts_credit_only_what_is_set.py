@@ -96,3 +96,11 @@ setcap > /dev/null cap_net_admin+ep /usr/bin/x 2> /tmp/log
 """
     assert pairs(script) == [("cap_net_raw+ep", "/usr/lib/x/a#b"),
                              ("cap_net_admin+ep", "/usr/bin/x")]
+
+
+def test_lines_are_counted_through_quoted_newlines() -> None:
+    """A call's line (the declaration's origin, "postinst of pkg:7") counts
+    the newlines inside quotes before it."""
+    script = 'echo "two\nlines"\necho \'and\nthese\'\nX="$(printf \'%s\n\' a)"\n' \
+             "setcap cap_net_raw+ep /usr/bin/x\n"
+    assert [c.line for c in calls(script)] == [7]
