@@ -323,8 +323,11 @@ class Runner:
             cmd = ["unshare", "-m", "--propagation", "private", "sh", "-c", SANDBOX, "sh",
                    *cmd]
         start = time.monotonic()
+        # errors="replace": a test's output may hold any byte (a path that
+        # is not UTF-8, a binary's bytes in an assertion).
         proc = subprocess.Popen(cmd, cwd=copy, env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+                                stderr=subprocess.STDOUT, encoding="utf-8", errors="replace",
+                                start_new_session=True)
         with self.lock:
             self.processes[slot] = proc
         try:
@@ -513,6 +516,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="append each mutant's outcome to FILE (JSON lines) as it ends")
     parser.add_argument("--report-from", metavar="FILE",
                         help="print the table of a --results file (a run stopped early too)")
+    parser.add_argument("--resume", action="store_true",
+                        help="with --results: skip the mutants FILE already has an outcome "
+                        "for (a run stopped early, on the same tree)")
     parser.add_argument("--run-equivalents", action="store_true",
                         help="run the mutants marked equivalent as well")
     parser.add_argument("--no-sandbox", action="store_true",
@@ -575,8 +581,14 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"baseline {module.name}: {len(module.tests)} test files "
                           f"pass in {seconds:.1f} s; timeout per mutant "
                           f"{timeouts[module.name]:.0f} s", flush=True)
+            done: set[tuple[str, str]] = set()
+            if args.resume and args.results and os.path.exists(args.results):
+                with open(args.results, encoding="utf-8") as f:
+                    done = {(r["module"], r["id"]) for r in map(json.loads, f)
+                            if r["result"] not in ("skipped", "error")}
             work = [] if args.baseline_only else \
-                [(module, m) for module in modules for m in module.mutants]
+                [(module, m) for module in modules for m in module.mutants
+                 if (module.name, m.ident) not in done]
 
             def one(item: tuple[Module, Mutant]) -> Outcome:
                 module, m = item
