@@ -114,3 +114,14 @@ def test_a_capability_recorded_under_another_spelling_is_kept(tmp_path: Path) ->
     (root / "bin").symlink_to("usr/bin")
     run_cli("--root", str(root), "reapply")
     assert getxattr_or_none(root / "usr/bin/tool"), "taken back though foo declares it"
+
+
+def test_a_declaration_of_the_inheritable_set_only_is_applied(tmp_path: Path) -> None:
+    """cap_net_raw=i is a capability (for a program run with it in its
+    ambient or inheritable set), not "none"."""
+    root = make_root(tmp_path)
+    target = tool(root, "/usr/lib/x/inherits")
+    (root / LOCAL).write_text("/usr/lib/x/inherits cap_net_raw=i\n")
+    assert findings(root, "check")["/usr/lib/x/inherits"]["status"] == "drifted"
+    run_cli("--root", str(root), "reapply")
+    assert getxattr_or_none(target) == bytes.fromhex("0000000200000000002000000000000000000000")
