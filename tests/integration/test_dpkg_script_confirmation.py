@@ -119,3 +119,17 @@ def test_a_package_of_one_architecture_is_named_without_it(tmp_path: Path) -> No
     status(root, extra="Multi-Arch: same\n")
     put(root, TOOL, raw("cap_net_raw=ep"))
     assert enforced(root) == [(TOOL, "cap_net_raw+ep", "pkg")]
+
+
+def test_a_package_installed_since_the_last_read_is_read(root: Path) -> None:
+    """The scan is cached against the info directory: a new package's
+    postinst is read once dpkg has put it there."""
+    put(root, TOOL, raw("cap_net_raw=ep"))
+    assert [d.package for d in script_decls(root)] == ["pkg"]
+    info = root / "var/lib/dpkg/info"
+    (info / "new.list").write_text("/.\n/usr\n/usr/bin\n/usr/bin/new\n")
+    (info / "new.postinst").write_text("#!/bin/sh\nsetcap cap_net_admin+ep /usr/bin/new\n")
+    (root / "var/lib/dpkg/status").write_text(
+        (root / "var/lib/dpkg/status").read_text()
+        + "\nPackage: new\nStatus: install ok installed\nArchitecture: all\nVersion: 1\n")
+    assert sorted(d.package for d in script_decls(root)) == ["new", "pkg"]
