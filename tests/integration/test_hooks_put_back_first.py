@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,72 @@ def test_a_database_planted_as_a_dangling_link_is_said(root: Path,
     assert run_hook(root, "apt-post-invoke") == 0
     assert "not recorded, capabilities put back all the same" in capsys.readouterr().err
     assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
+
+
+APT_CONFIGURE = """VERSION 3
+APT::Architecture=amd64
+
+foo 1.0 all none = 1.0 all none **CONFIGURE**
+"""
+
+
+def test_a_package_apt_configures_at_the_same_version_is_put_back(root: Path) -> None:
+    """apt-get -f install configures what dpkg -i left unpacked: no version
+    changes, no file is replaced, yet foo's declarations are put back."""
+    assert run_hook(root, "apt-pre-invoke") == 0
+    assert hook.run("apt-pre-install-pkgs", SystemPaths(root=str(root)), None,
+                    kernel_cap_bits(), stdin=io.StringIO(APT_CONFIGURE)) == 0
+    os.removexattr(root / PACKAGES["foo"].lstrip("/"), "security.capability")
+    assert run_hook(root, "apt-post-invoke") == 0
+    assert getxattr_or_none(root / PACKAGES["foo"].lstrip("/"))
+
+
+def test_a_closing_hook_leaves_another_managers_transaction_open(root: Path) -> None:
+    """rpm's transaction is open (rpm -e has no closing trigger): apt's
+    post-invoke does not close it as apt's."""
+    from capsnap.store import Store
+
+    assert hook.run("rpm-pre", SystemPaths(root=str(root)), None, kernel_cap_bits(),
+                    stdin=io.StringIO("")) == 0
+    db = str(root / "var/lib/capsnap/capsnap.db")
+    with Store(db, paths=SystemPaths(root=str(root))) as store:
+        tid = store.open_transaction()
+        assert tid is not None and store.transaction_manager(tid) == "rpm"
+    assert run_hook(root, "apt-post-invoke") == 0
+    with Store(db, paths=SystemPaths(root=str(root))) as store:
+        assert store.open_transaction() == tid
+
+
+@pytest.fixture
+def ramfs_root(tmp_path: Path) -> Iterator[Path]:
+    """A scratch root whose /usr/lib/foo is a ramfs: no capabilities there
+    (the test session has a mount namespace of its own: nothing stays mounted)."""
+    import subprocess
+
+    root = make_dpkg_root(tmp_path / "root")
+    (root / "var/lib/capsnap").mkdir(parents=True)
+    mount = root / "usr/lib/foo"
+    mount.mkdir(parents=True)
+    if subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount ramfs here")
+    try:
+        mount.chmod(0o755)
+        yield root
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
+
+
+def test_a_setuid_fallback_is_said_by_the_hook(ramfs_root: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    root = ramfs_root
+    local = root / "etc/capsnap/capabilities.d"
+    local.mkdir(parents=True)
+    (local / "foo.capabilities").write_text(
+        f"{PACKAGES['foo']} cap_net_raw=ep fallback=setuid\n")
+    helper = root / PACKAGES["foo"].lstrip("/")
+    shutil.copyfile("/bin/true", helper)
+    helper.chmod(0o755)
+    assert run_hook(root, "dpkg-triggered") == 0
+    assert helper.stat().st_mode & 0o7777 == 0o4755
+    assert f"{PACKAGES['foo']}: fallback:" in capsys.readouterr().err
