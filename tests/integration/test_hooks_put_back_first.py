@@ -360,3 +360,15 @@ def test_a_setuid_fallback_is_said_by_the_hook(ramfs_root: Path,
     assert run_hook(root, "dpkg-triggered") == 0
     assert helper.stat().st_mode & 0o7777 == 0o4755
     assert f"{PACKAGES['foo']}: fallback:" in capsys.readouterr().err
+
+
+def test_a_dead_apts_marker_does_not_take_dpkgs_run(root: Path) -> None:
+    """apt was killed with its transaction open: dpkg run by hand afterwards
+    records its own run (apt's post-invoke will never come)."""
+    path = marker(root, os.getpid(), "1")
+    path.write_text(path.read_text().replace("dpkg ", "apt ", 1))
+    strip(root)
+    assert run_hook(root, "dpkg-post-invoke") == 0
+    assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
+    diff = run_cli("--root", str(root), "diff")
+    assert diff.out.startswith("transaction 1 (dpkg)"), diff.out + diff.err
