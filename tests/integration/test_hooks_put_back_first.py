@@ -372,3 +372,41 @@ def test_a_dead_apts_marker_does_not_take_dpkgs_run(root: Path) -> None:
     assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
     diff = run_cli("--root", str(root), "diff")
     assert diff.out.startswith("transaction 1 (dpkg)"), diff.out + diff.err
+
+
+def test_a_removed_packages_record_stays_while_its_capability_could_not_go(
+        root: Path) -> None:
+    """dpkg -r foo (its configuration files stay): capsnap takes back what it
+    applied for foo; where that fails (the file is immutable here), foo's
+    record stays, to be tried again, and only a purge forgets it."""
+    import subprocess
+
+    helper = root / PACKAGES["foo"].lstrip("/")
+    records = root / "var/lib/capsnap/packages"
+    parent = os.getppid()
+    marker(root, parent, own_start(parent))
+    status = root / "var/lib/dpkg/status"
+    os.link(status, root / "var/lib/capsnap/dpkg-status.before")
+    new = status.with_name("status-new")
+    new.write_text(paragraph("foo", PACKAGES["foo"]).replace(
+        "install ok installed", "deinstall ok config-files") + "\n"
+        + paragraph("bar", PACKAGES["bar"]))
+    os.replace(new, status)
+    if subprocess.run(["chattr", "+i", str(helper)], capture_output=True).returncode != 0:
+        pytest.skip("no immutable files here")
+    try:
+        assert run_hook(root, "dpkg-post-invoke") == 0
+    finally:
+        subprocess.run(["chattr", "-i", str(helper)], check=True)
+    assert getxattr_or_none(helper)
+    assert sorted(p.name for p in records.iterdir()) == ["bar", "foo"]
+
+
+def test_a_run_that_begins_leaves_a_live_runs_transaction_open(root: Path) -> None:
+    """apt's transaction is open and apt is alive (it runs this very test):
+    an rpm run beginning meanwhile does not close apt's transaction."""
+    assert run_hook(root, "apt-pre-invoke") == 0
+    assert hook.run("rpm-pre", SystemPaths(root=str(root)), None, kernel_cap_bits(),
+                    stdin=io.StringIO("")) == 0
+    listed = run_cli("--root", str(root), "snapshots")
+    assert "after #1" not in listed.out, listed.out
