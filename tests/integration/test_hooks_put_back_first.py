@@ -410,3 +410,14 @@ def test_a_run_that_begins_leaves_a_live_runs_transaction_open(root: Path) -> No
                     stdin=io.StringIO("")) == 0
     listed = run_cli("--root", str(root), "snapshots")
     assert "after #1" not in listed.out, listed.out
+
+
+def test_retention_keeps_the_run_just_recorded(root: Path) -> None:
+    """keep = 1: after each dpkg run, that run is the one transaction kept."""
+    (root / "etc/capsnap").mkdir(parents=True)
+    (root / "etc/capsnap/capsnap.conf").write_text("keep = 1\n")
+    for _ in range(2):
+        strip(root)
+        assert run_hook(root, "dpkg-post-invoke") == 0
+    listed = run_cli("--root", str(root), "snapshots").out
+    assert "#2" in listed and "#1" not in listed, listed
