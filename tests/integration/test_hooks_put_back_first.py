@@ -421,3 +421,21 @@ def test_retention_keeps_the_run_just_recorded(root: Path) -> None:
         assert run_hook(root, "dpkg-post-invoke") == 0
     listed = run_cli("--root", str(root), "snapshots").out
     assert "#2" in listed and "#1" not in listed, listed
+
+
+def test_a_statoverride_file_that_cannot_be_read_keeps_the_mode(ramfs_root: Path) -> None:
+    """Where capabilities cannot be stored, the setuid fallback is never
+    applied over a dpkg-statoverride; one that cannot be read may say what
+    the mode must be, so the mode stays."""
+    root = ramfs_root
+    local = root / "etc/capsnap/capabilities.d"
+    local.mkdir(parents=True)
+    (local / "foo.capabilities").write_text(
+        f"{PACKAGES['foo']} cap_net_raw=ep fallback=setuid\n")
+    helper = root / PACKAGES["foo"].lstrip("/")
+    shutil.copyfile("/bin/true", helper)
+    helper.chmod(0o755)
+    (root / "var/lib/dpkg/statoverride").mkdir()  # cannot be read as a file
+    result = run_cli("--root", str(root), "reapply")
+    assert "a dpkg-statoverride sets its mode" in result.err, result.err
+    assert helper.stat().st_mode & 0o7777 == 0o755

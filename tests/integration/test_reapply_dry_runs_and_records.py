@@ -125,3 +125,21 @@ def test_a_declaration_of_the_inheritable_set_only_is_applied(tmp_path: Path) ->
     assert findings(root, "check")["/usr/lib/x/inherits"]["status"] == "drifted"
     run_cli("--root", str(root), "reapply")
     assert getxattr_or_none(target) == bytes.fromhex("0000000200000000002000000000000000000000")
+
+
+def test_nothing_is_taken_back_while_a_local_declaration_cannot_be_read(
+        tmp_path: Path) -> None:
+    """foo 2 no longer declares what capsnap applied for foo 1, but a local
+    file that cannot be read may declare it: it stays."""
+    root = make_root(tmp_path, installed("foo", ["/usr/lib/foo/helper cap_net_raw=ep"]),
+                     {"foo": ["/usr/lib/foo/helper"]})
+    helper = tool(root, "/usr/lib/foo/helper")
+    assert run_cli("--root", str(root), "reapply").status == 0
+    (root / "var/lib/dpkg/status").write_text(installed("foo", [], version="2"))
+    (root / LOCAL).write_bytes(b"/usr/lib/foo/helper cap_net_raw=ep # caf\xe9\n")
+    result = run_cli("--root", str(root), "reapply")
+    assert "not UTF-8" in result.err, result.err
+    assert getxattr_or_none(helper), "taken back though a local file was not read"
+    (root / LOCAL).write_text("")
+    run_cli("--root", str(root), "reapply")
+    assert getxattr_or_none(helper) is None  # read whole: nothing declares it

@@ -35,8 +35,11 @@ def packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                        caps={HELPER: "cap_net_raw=ep", EXTRA: "cap_net_raw=ep"}),
         "2": build_rpm(out, "pinger", "2", {HELPER: "/bin/true", EXTRA: "/bin/true"},
                        caps={HELPER: "cap_net_admin=ep", EXTRA: "cap_net_raw=ep"}),
-        "admin": build_rpm(out, "netadmin", "1", {"/usr/lib/netadmin/tool": "/bin/true"},
+        "admin": build_rpm(out, "netadmin", "1", {"/usr/lib/netadmin/tool": "/bin/true",
+                                                  "/usr/lib/netadmin/plain": "/bin/true"},
                            caps={"/usr/lib/netadmin/tool": "cap_sys_admin=ep"}),
+        "spaced": build_rpm(out, "spaced", "1", {"/usr/lib/sp ace/#tool": "/bin/true"},
+                            caps={"/usr/lib/sp ace/#tool": "cap_net_raw=ep"}),
     }
 
 
@@ -76,7 +79,9 @@ def test_an_rpms_root_equivalent_capability_is_the_packages(tmp_path: Path,
     declaration is (a local one is the administrator's choice)."""
     root = make_rpm_root(tmp_path / "root")
     rpm_install(root, packages["admin"])
-    _, found, _ = capsnap(root, "check")
+    _, found, err = capsnap(root, "check")
+    assert list(found) == ["/usr/lib/netadmin/tool"], err  # the plain file declares nothing
+    assert "bad %caps" not in err, err
     tool = found["/usr/lib/netadmin/tool"]
     assert tool["source"] == "rpm" and tool["package"] == "netadmin"
     assert any("root-equivalent" in w for w in tool["warnings"]), tool
@@ -149,3 +154,12 @@ def test_an_rpms_version_carries_its_epoch(tmp_path: Path) -> None:
     rpm_install(root, top / "RPMS/noarch/epoch-1.2-4.noarch.rpm")
     _, found, err = capsnap(root, "check")
     assert found["/usr/lib/epoch/helper"]["version"] == "3:1.2-4", err
+
+
+def test_a_path_with_a_space_or_a_hash_is_declared_whole(tmp_path: Path,
+                                                         packages: dict[str, Path]) -> None:
+    root = make_rpm_root(tmp_path / "root")
+    rpm_install(root, packages["spaced"])
+    status, found, err = capsnap(root, "check")
+    assert list(found) == ["/usr/lib/sp ace/#tool"], err
+    assert status == 0, err
