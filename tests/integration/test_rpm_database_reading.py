@@ -163,3 +163,15 @@ def test_a_path_with_a_space_or_a_hash_is_declared_whole(tmp_path: Path,
     status, found, err = capsnap(root, "check")
     assert list(found) == ["/usr/lib/sp ace/#tool"], err
     assert status == 0, err
+
+
+def test_a_local_declaration_of_an_installed_rpms_missing_file_is_missing(
+        tmp_path: Path, packages: dict[str, Path]) -> None:
+    """Dormant is for a declaration whose package is gone; netadmin is installed."""
+    root = make_rpm_root(tmp_path / "root")
+    rpm_install(root, packages["admin"])
+    local = root / "etc/capsnap/capabilities.d"
+    local.mkdir(parents=True)
+    (local / "x.capabilities").write_text("/usr/lib/netadmin/gone cap_net_raw=ep owner=netadmin\n")
+    _, found, err = capsnap(root, "check")
+    assert found["/usr/lib/netadmin/gone"]["status"] == "missing", err
