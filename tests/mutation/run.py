@@ -429,7 +429,7 @@ def load(names: list[str] | None) -> list[Module]:
 
 
 def report(outcomes: list[Outcome], modules: list[Module], seconds: float,
-           warnings: list[str]) -> int:
+           warnings: list[str], what: str = "run time") -> int:
     print()
     print("| module | mutants | killed | timeout (killed) | survived | invalid | score |"
           " critical killed |")
@@ -449,7 +449,7 @@ def report(outcomes: list[Outcome], modules: list[Module], seconds: float,
         extra = "".join(f", {counts[r]} {r}" for r in ("equivalent", "stale", "error", "skipped")
                         if counts[r])
         print(f"| {module.name} | {len(mine)} | {counts['killed']} | {counts['timeout']} | "
-              f"{counts['survived']} | {counts['invalid']} | {score:.0%}{extra} | "
+              f"{counts['survived']} | {counts['invalid']} | {score:.1%}{extra} | "
               f"{crit_killed}/{len(crit)} |")
         for key, value in (("n", len(mine)), ("killed", counts["killed"]),
                            ("timeout", counts["timeout"]), ("survived", counts["survived"]),
@@ -459,9 +459,9 @@ def report(outcomes: list[Outcome], modules: list[Module], seconds: float,
     judged = totals["killed"] + totals["timeout"] + totals["survived"]
     score = (totals["killed"] + totals["timeout"]) / judged if judged else 0.0
     print(f"| **all** | {totals['n']} | {totals['killed']} | {totals['timeout']} | "
-          f"{totals['survived']} | {totals['invalid']} | {score:.0%} | "
+          f"{totals['survived']} | {totals['invalid']} | {score:.1%} | "
           f"{totals['crit_killed']}/{totals['crit']} |")
-    print(f"\nrun time {seconds / 60:.1f} min")
+    print(f"\n{what} {seconds / 60:.1f} min")
     survivors = [o for o in outcomes if o.result in ("survived", "error", "invalid",
                                                     "equivalent", "stale")]
     if survivors:
@@ -490,7 +490,8 @@ def report_from(path: Path, modules: list[Module]) -> int:
                                                        row["detail"], row["seconds"])
     ran = [module for module in modules if any(k[0] == module.name for k in last)]
     missing = sum(1 for k in known if k[0] in {m.name for m in ran} and k not in last)
-    report(list(last.values()), ran, sum(o.seconds for o in last.values()), [])
+    report(list(last.values()), ran, sum(o.seconds for o in last.values()), [],
+           "pytest time, summed over the mutants")
     if missing:
         print(f"({missing} mutants of these modules have no result in {path})")
     return 0
