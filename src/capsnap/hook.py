@@ -201,6 +201,9 @@ def _reapply(ctx: Context, packages: Iterable[str] | None,
                         opened.record_actions(tid, actions)
         except Exception as exc:  # recorded second: the reapply is done
             ctx.report(_not_recorded(ctx, exc))
+            # A lost record is a problem strict mode reports, as in the
+            # closing hooks (the capabilities are back either way).
+            ctx.problems[0] += 1
     return findings
 
 

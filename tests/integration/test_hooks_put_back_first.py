@@ -234,6 +234,23 @@ def test_strict_mode_fails_when_the_run_cannot_be_recorded(root: Path) -> None:
     assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
 
 
+def test_a_trigger_whose_record_is_lost_puts_back_and_fails_only_in_strict_mode(
+        root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The trigger's own record (no run's marker) cannot be written: the
+    capabilities are back, the loss is said, and only strict mode fails the
+    run for it, as the closing hooks do."""
+    (root / "var/lib/capsnap/capsnap.db").write_bytes(b"not a database\n" * 100)
+    strip(root)
+    assert run_hook(root, "dpkg-triggered") == 0
+    assert "not recorded, capabilities put back all the same" in capsys.readouterr().err
+    assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
+    (root / "etc/capsnap").mkdir(parents=True)
+    (root / "etc/capsnap/capsnap.conf").write_text("strict = yes\n")
+    strip(root)
+    assert run_hook(root, "dpkg-triggered") == 1
+    assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
+
+
 def test_a_hook_takes_back_what_a_new_version_no_longer_declares(root: Path) -> None:
     """foo 1.1 ships the file without declaring it: the capability capsnap
     applied for foo 1.0 goes, bar's stays."""
