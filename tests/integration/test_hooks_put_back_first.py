@@ -251,6 +251,30 @@ def test_a_trigger_whose_record_is_lost_puts_back_and_fails_only_in_strict_mode(
     assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
 
 
+def test_a_trigger_whose_record_meets_a_disk_error_says_it_was_not_recorded(
+        root: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Any trouble recording the trigger's own reapply (here an I/O error)
+    is said with the one wording for a lost record, after the reapply."""
+    import errno
+
+    from capsnap.store import Store
+
+    assert run_hook(root, "apt-pre-invoke") == 0  # a database, and a transaction
+    (root / "var/lib/capsnap/transaction-open").unlink()
+    strip(root)
+
+    def failing(self: Store, tid: int, actions: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(Store, "record_actions", failing)
+    assert run_hook(root, "dpkg-triggered") == 0
+    err = capsys.readouterr().err
+    assert "not recorded, capabilities put back all the same" in err, err
+    assert "internal error" not in err
+    assert all(getxattr_or_none(root / p.lstrip("/")) for p in PACKAGES.values())
+
+
 def test_a_hook_takes_back_what_a_new_version_no_longer_declares(root: Path) -> None:
     """foo 1.1 ships the file without declaring it: the capability capsnap
     applied for foo 1.0 goes, bar's stays."""
