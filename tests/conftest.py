@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import shutil
@@ -110,6 +111,22 @@ def world_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def ramfs_at(mount: Path) -> Iterator[Path]:
+    """A ramfs mounted at `mount` (made here): a filesystem that cannot hold
+    capabilities (EOPNOTSUPP, as NFS).  The session's own mount namespace
+    (pytest_configure) drops it even when a run is killed."""
+    mount.mkdir(parents=True)
+    if subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mount)],
+                      capture_output=True).returncode != 0:
+        pytest.skip("cannot mount ramfs here")
+    try:
+        mount.chmod(0o755)
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)
 
 
 def copy_binary(source: str, dest: Path, mode: int = 0o755) -> Path:

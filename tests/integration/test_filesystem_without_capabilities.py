@@ -4,31 +4,20 @@ that succeed; only setting them fails, and says why."""
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_binary, needs_root, run_cli
+from tests.conftest import copy_binary, needs_root, ramfs_at, run_cli
 
 pytestmark = needs_root
 
 
 @pytest.fixture
 def ramfs(tmp_path: Path) -> Iterator[Path]:
-    # The test session runs in a mount namespace of its own (conftest), so
-    # even an interrupted run leaves nothing mounted.
-    mount = tmp_path / "ramfs"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mount)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount ramfs here")
-    try:
-        mount.chmod(0o755)
+    with ramfs_at(tmp_path / "ramfs") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_remove_and_get_are_no_ops_and_set_says_why(ramfs: Path) -> None:

@@ -20,7 +20,7 @@ import pytest
 from capsnap import hook
 from capsnap.fileops import kernel_cap_bits
 from capsnap.paths import SystemPaths
-from tests.conftest import getxattr_or_none, needs_root, run_cli
+from tests.conftest import getxattr_or_none, needs_root, ramfs_at, run_cli
 from tests.packaging import make_dpkg_root
 
 pytestmark = needs_root
@@ -372,20 +372,10 @@ def test_a_closing_hook_leaves_another_managers_transaction_open(root: Path) -> 
 def ramfs_root(tmp_path: Path) -> Iterator[Path]:
     """A scratch root whose /usr/lib/foo is a ramfs: no capabilities there
     (the test session has a mount namespace of its own: nothing stays mounted)."""
-    import subprocess
-
     root = make_dpkg_root(tmp_path / "root")
     (root / "var/lib/capsnap").mkdir(parents=True)
-    mount = root / "usr/lib/foo"
-    mount.mkdir(parents=True)
-    if subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mount)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount ramfs here")
-    try:
-        mount.chmod(0o755)
+    with ramfs_at(root / "usr/lib/foo"):
         yield root
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_a_setuid_fallback_is_said_by_the_hook(ramfs_root: Path,

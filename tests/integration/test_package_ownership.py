@@ -21,6 +21,7 @@ from tests.conftest import (
     build_with_tree_addon,
     getxattr_or_none,
     needs_root,
+    ramfs_at,
     run_capsnap,
 )
 from tests.packaging import build_deb, dpkg_install, dpkg_remove, make_dpkg_root
@@ -186,15 +187,8 @@ def test_root_equivalent_package_capability_is_applied_with_a_warning(
 @pytest.fixture
 def ramfs(tmp_path: Path) -> Iterator[Path]:
     """A filesystem that cannot hold capabilities (EOPNOTSUPP), as NFS."""
-    mount = tmp_path / "ramfs"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mount)]).returncode != 0:
-        pytest.skip("cannot mount ramfs here")
-    try:
-        mount.chmod(0o755)
+    with ramfs_at(tmp_path / "ramfs") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
 
 
 def test_root_equivalent_package_capability_never_gets_the_setuid_fallback(

@@ -20,7 +20,15 @@ from pathlib import Path
 import pytest
 
 from capsnap import fileops, xattr
-from tests.conftest import SRC, SYSTEM_PYTHON, copy_binary, getxattr_or_none, needs_root, run_cli
+from tests.conftest import (
+    SRC,
+    SYSTEM_PYTHON,
+    copy_binary,
+    getxattr_or_none,
+    needs_root,
+    ramfs_at,
+    run_cli,
+)
 
 pytestmark = needs_root
 
@@ -71,15 +79,8 @@ def root(tmp_path: Path) -> Path:
 @pytest.fixture
 def ramfs_root(tmp_path: Path) -> Iterator[Path]:
     """A scratch root on a filesystem that cannot hold capabilities (EOPNOTSUPP)."""
-    mount = tmp_path / "ramfs"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "ramfs", "ramfs", str(mount)]).returncode != 0:
-        pytest.skip("cannot mount ramfs here")
-    try:
-        mount.chmod(0o755)
+    with ramfs_at(tmp_path / "ramfs") as mount:
         yield scratch_root(mount)
-    finally:
-        subprocess.run(["umount", str(mount)], check=False)
 
 
 @pytest.mark.parametrize("on_disk", [
