@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,7 +36,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_storage import _AVOID, build_debs  # noqa: E402
+from bench_storage import _AVOID, build_debs, owners_of_capabilities  # noqa: E402
 
 from tests.overlay import inside, overlay_system, put  # noqa: E402
 
@@ -66,13 +65,7 @@ def cached_candidates(root: Path, wanted: int) -> list[str]:
              and priority not in ("required", "important")
              and not name.startswith(_AVOID)
              and (archives / archive_name(name, version, arch)).is_file()}
-    getcap = subprocess.run(["getcap", "-r", str(root / "usr")], capture_output=True,
-                            text=True).stdout
-    with_caps = {line.split()[0][len(str(root)):] for line in getcap.splitlines()}
-    owners = inside(root, "dpkg-query", "-S", *with_caps).stdout if with_caps else ""
-    for line in owners.splitlines():
-        for owner in line.split(":", 1)[0].split(","):
-            names.discard(owner.strip().split(":")[0])
+    names -= owners_of_capabilities(root)
     chosen = sorted(names)
     step = max(1, len(chosen) // wanted)
     return chosen[::step][:wanted]

@@ -38,6 +38,17 @@ _AVOID = ("apt", "base-files", "capsnap", "dbus", "dpkg", "grub", "initramfs", "
           "linux-", "python3-capsnap", "systemd", "udev")
 
 
+def owners_of_capabilities(root: Path) -> set[str]:
+    """The packages (bare names) that own a file under /usr with capabilities:
+    left out of the reinstalls, which must not measure capsnap's work on them."""
+    getcap = subprocess.run(["getcap", "-r", str(root / "usr")], capture_output=True,
+                            text=True).stdout
+    with_caps = {line.split()[0][len(str(root)):] for line in getcap.splitlines()}
+    owners = inside(root, "dpkg-query", "-S", *with_caps).stdout if with_caps else ""
+    return {owner.strip().split(":")[0] for line in owners.splitlines()
+            for owner in line.split(":", 1)[0].split(",")}
+
+
 def build_debs(top: Path) -> list[Path]:
     source = top / "capsnap"
     shutil.copytree(REPO, source, ignore=shutil.ignore_patterns(
@@ -63,13 +74,8 @@ def candidates(root: Path, wanted: int) -> list[str]:
              if status.strip() == "ii" and essential != "yes"
              and priority not in ("required", "important")
              and not name.startswith(_AVOID)}
-    getcap = subprocess.run(["getcap", "-r", str(root / "usr")], capture_output=True,
-                            text=True).stdout
-    with_caps = {line.split()[0][len(str(root)):] for line in getcap.splitlines()}
-    owners = inside(root, "dpkg-query", "-S", *with_caps).stdout if with_caps else ""
-    for line in owners.splitlines():
-        for owner in line.split(":", 1)[0].split(","):
-            names.pop(owner.strip().split(":")[0], None)
+    for owner in owners_of_capabilities(root):
+        names.pop(owner, None)
     policy = inside(root, "apt-cache", "policy", *sorted(names)).stdout
     # apt-cache policy: "NAME:", then its version table: a version a line
     # (" *** V" the installed one), each followed by where it comes from.
