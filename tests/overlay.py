@@ -58,6 +58,21 @@ def inside(merged: Path, *cmd: str, stdin: str | None = None,
                           input=stdin, env=environ)
 
 
+def run_inside(merged: Path, *cmd: str,
+               ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
+    """`inside`, asserting an exit status in `ok` (the output said if not)."""
+    done = inside(merged, *cmd)
+    assert done.returncode in ok, f"{cmd}: {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def getcap_inside(merged: Path, path: str) -> str:
+    """What libcap's getcap says of `path` in the overlay: its capability
+    text, or "" for none."""
+    out = run_inside(merged, "getcap", path).stdout.strip()
+    return out.split(" ", 1)[1] if " " in out else ""
+
+
 def put(merged: Path, source: Path, name: str | None = None) -> str:
     """Copy a file into the overlay's /tmp; its path as seen inside."""
     target = merged / "tmp" / (name or source.name)

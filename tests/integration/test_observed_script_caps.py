@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import marshal
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,9 @@ import pytest
 
 from capsnap.declarations import scripts
 from tests.conftest import needs_root
-from tests.overlay import inside, install_debs, overlay_supported, overlay_system, put
+from tests.overlay import getcap_inside as getcap
+from tests.overlay import install_debs, overlay_supported, overlay_system, put
+from tests.overlay import run_inside as run
 from tests.packaging import build_deb
 
 pytestmark = [needs_root,
@@ -38,17 +39,6 @@ fi
 GRANT = """#!/bin/sh
 eval "setcap cap_net_raw+ep $(cat /usr/share/obs/target)"
 """
-
-
-def run(root: Path, *cmd: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-    done = inside(root, *cmd)
-    assert done.returncode in ok, f"{cmd}: {done.returncode}\n{done.stdout}\n{done.stderr}"
-    return done
-
-
-def getcap(root: Path, path: str) -> str:
-    out = run(root, "getcap", path).stdout.strip()
-    return out.split(" ", 1)[1] if " " in out else ""
 
 
 def listed(root: Path) -> dict[str, dict[str, object]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +18,9 @@ import pytest
 
 from capsnap.declarations import scripts
 from tests.conftest import needs_root
+from tests.overlay import getcap_inside as getcap
 from tests.overlay import inside, overlay_supported, overlay_system, put
+from tests.overlay import run_inside as run
 
 pytestmark = [needs_root,
               pytest.mark.skipif(shutil.which("dpkg-buildpackage") is None,
@@ -34,17 +35,6 @@ REAL = {
     "wireshark-common": ("/usr/bin/dumpcap", "cap_net_raw,cap_net_admin=eip"),
 }
 EXTRA = ("tcpdump",)
-
-
-def run(root: Path, *cmd: str, ok: tuple[int, ...] = (0,)) -> subprocess.CompletedProcess[str]:
-    done = inside(root, *cmd)
-    assert done.returncode in ok, f"{cmd}: {done.returncode}\n{done.stdout}\n{done.stderr}"
-    return done
-
-
-def getcap(root: Path, path: str) -> str:
-    out = run(root, "getcap", path).stdout.strip()
-    return out.split(" ", 1)[1] if " " in out else ""
 
 
 def capsnap_json(root: Path, *args: str, ok: tuple[int, ...] = (0,)) -> object:
